@@ -1,0 +1,65 @@
+# The front door. Every Python target depends on the .venv stamp, so a fresh machine sets itself up.
+SHELL := /bin/bash
+PY := .venv/bin/python
+# A matching pair from the registry: the CPU-only torch 2.13.0 in pip's find-links breaks torchvision.
+TORCH_PAIR := torch==2.14.1 torchvision==0.29.2
+
+NAME ?= smoke
+TRIALS ?=
+WORKERS ?=
+STORAGE ?=
+TOP ?= 5
+CONFIG ?=
+EPOCHS ?=
+ARGS ?= synth
+PORT ?= 5000
+
+.PHONY: help venv test test-fast lint bench data study worker ui export report train predict evaluate clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.venv/.stamp: pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	@# torch first, from the registry only, as a matching pair; a GPU machine keeps a torch >= 2.5 it has.
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || env -u PIP_FIND_LINKS $(PY) -m pip install -q $(TORCH_PAIR)
+	env -u PIP_FIND_LINKS $(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+venv: .venv/.stamp ## create .venv with everything the project needs
+
+test: .venv/.stamp ## run the test suite (uses ../shared/data when present)
+	$(PY) -m pytest -q
+
+test-fast: .venv/.stamp ## the tests not marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+lint: .venv/.stamp ## ruff check
+	$(PY) -m ruff check .
+
+bench: .venv/.stamp ## run the benchmarks, writing benchmarks/results.json
+	$(PY) -m benchmarks
+
+data: .venv/.stamp ## prepare a dataset: make data ARGS="synth --out data/synth --n 2000"
+	$(PY) -m data_prep $(ARGS)
+
+study: .venv/.stamp ## run or resume a study: make study NAME=transformer [TRIALS=n] [WORKERS=k] [STORAGE=url]
+	$(PY) -m search study $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(STORAGE),--storage $(STORAGE))
+
+worker: .venv/.stamp ## join a running study from another machine: make worker NAME=… STORAGE=…
+	$(PY) -m search worker $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE))
+
+ui: .venv/.stamp ## serve the MLflow UI for mlruns/ on 127.0.0.1:$(PORT)
+	$(PY) -m search ui --port $(PORT)
+
+export: .venv/.stamp ## export the best trial's config: make export NAME=transformer [TOP=k]
+	$(PY) -m search export $(NAME) --top $(TOP) $(if $(STORAGE),--storage $(STORAGE))
+
+report: .venv/.stamp ## self-contained HTML report: make report NAME=transformer
+	$(PY) -m search report $(NAME) $(if $(STORAGE),--storage $(STORAGE))
+
+train: .venv/.stamp ## train one config: make train CONFIG=studies/exports/transformer.best.yaml [EPOCHS=n]
+	$(PY) -m training train $(CONFIG) $(if $(EPOCHS),--set trainer.epochs=$(EPOCHS))
+
+clean: ## remove caches (keeps data/, mlruns/ and studies/)
+	rm -rf .pytest_cache .ruff_cache **/__pycache__

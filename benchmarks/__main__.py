@@ -1,0 +1,37 @@
+"""python -m benchmarks [NAME ...]: run every benchmarks/bench_*.py (or the named ones).
+
+Each module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from core.bench import record
+
+
+def main(argv: list[str]) -> int:
+    names = argv or sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    failed = []
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        try:
+            figures = module.run()
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            print(f"   FAILED: {exc!r}", flush=True)
+            failed.append(name)
+            continue
+        record(figures)
+        for key, value in figures.items():
+            print(f"   {key} = {value}")
+        print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

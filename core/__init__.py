@@ -1,0 +1,1 @@
+"""Pieces every layer shares: filesystem paths, typed config I/O, benchmark results."""

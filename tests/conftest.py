@@ -1,0 +1,37 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.paths import shared_data_dir
+
+
+def _shared(name: str):
+    path = shared_data_dir() / name
+    if not path.is_dir():
+        pytest.skip(
+            f"real data sample {path} is absent (it sits in ../shared/data beside a developer's or CI's "
+            "checkout; set IM2LATEX_SHARED_DATA to point elsewhere)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def im2latex_sample():
+    """../shared/data/im2latex-sample: processed images, formulas.norm.lst, *_filter.lst (897/85/100)."""
+    return _shared("im2latex-sample")
+
+
+@pytest.fixture(scope="session")
+def im2latex_raw_sample():
+    """../shared/data/im2latex-raw-sample: 1,200 raw page renders, raw formulas.lst, split lists."""
+    return _shared("im2latex-raw-sample")
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    """Point the project's data/, studies/, mlruns/, runs/ at a temp folder."""
+    monkeypatch.setenv("IM2LATEX_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
