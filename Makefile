@@ -20,7 +20,8 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .venv/.stamp: pyproject.toml
-	@test -x $(PY) || python3 -m venv .venv
+	@# system site-packages: on a GPU machine the torch (>= 2.5) already there is used as it is.
+	@test -x $(PY) || python3 -m venv --system-site-packages .venv
 	@# torch first, from the registry only, as a matching pair; a GPU machine keeps a torch >= 2.5 it has.
 	@$(PY) -c "import torch, torchvision" 2>/dev/null || env -u PIP_FIND_LINKS $(PY) -m pip install -q $(TORCH_PAIR)
 	env -u PIP_FIND_LINKS $(PY) -m pip install -q -e ".[dev]"

@@ -1,0 +1,91 @@
+"""python -m data_prep synth|import ...: build a prepared dataset folder (wrapped by `make data ARGS=...`).
+
+python -m data_prep synth --out data/synth --n 20000 --seed 0 [--style printed|handwritten]
+python -m data_prep import --format im2latex --src ../shared/data/im2latex-sample --out data/im2latex
+python -m data_prep import --format tsv --src DIR --labels FILE.tsv --out data/NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from core.paths import data_dir
+from data_prep.buckets import parse_buckets
+from data_prep.importers import IMPORTERS, import_dataset
+from data_prep.pipeline import NoUsableDataError
+from data_prep.synth import synth_dataset
+from data_prep.synth.render import STYLES
+
+
+def _processing_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("processing (every step on by default)")
+    g.add_argument("--keep-multiline", action="store_true", default=None, help="keep \\\\ / array / cases")
+    g.add_argument("--keep-mathpix-errors", dest="drop_mathpix_errors", action="store_false", default=None)
+    g.add_argument("--keep-non-ascii", dest="drop_non_ascii", action="store_false", default=None,
+                   help="keep formulas with non-ASCII (e.g. Chinese \\text{...})")  # fmt: skip
+    g.add_argument("--no-strip-dollars", dest="strip_dollars", action="store_false", default=None)
+    g.add_argument("--normalize-left-right", action="store_true", default=None, help="\\left( -> (")
+    g.add_argument("--normalize-fonts", action="store_true", default=None, help="{\\rm x} -> \\mathrm{x}")
+    g.add_argument("--max-tokens", type=int, help="drop longer formulas (0: no limit)")
+    g.add_argument("--no-crop", dest="crop", action="store_false", default=None)
+    g.add_argument("--margin", type=int, help="white pixels kept around the ink")
+    g.add_argument("--ink-threshold", type=int, help="a pixel darker than this is ink (0-255)")
+    g.add_argument("--downsample", type=int, help="integer downsampling factor after cropping")
+    g.add_argument("--no-pad", dest="pad", action="store_false", default=None, help="do not pad to buckets")
+    g.add_argument("--buckets", type=parse_buckets, help="WxH,WxH,... (default: the course's list)")
+    g.add_argument("--max-pixels", type=int, help="decompression-bomb limit in pixels")
+    g.add_argument("--split-ratio", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
+    g.add_argument("--split-seed", type=int)
+    g.add_argument("--min-count", type=int, help="vocab.json keeps train tokens seen this often")
+    g.add_argument("--workers", type=int, help="image worker processes (0: serial; default: all cores)")
+    g.add_argument("--force", dest="overwrite", action="store_true", default=None, help="replace --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    synth = sub.add_parser("synth", help="render the embedded school-maths dataset")
+    synth.add_argument("--out", type=Path, default=data_dir() / "synth")
+    synth.add_argument("--n", type=int, default=20000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--style", choices=STYLES, default="printed")
+    _processing_args(synth)
+    imp = sub.add_parser("import", help="import a dataset from one of the supported layouts")
+    imp.add_argument("--format", required=True, choices=sorted(IMPORTERS))
+    imp.add_argument("--src", type=Path, required=True, help="the source folder (never written to)")
+    imp.add_argument("--out", type=Path, required=True)
+    imp.add_argument("--labels", help="tsv: FILE.tsv (filename<TAB>latex[<TAB>split])")
+    _processing_args(imp)
+    return parser
+
+
+_COMMAND_KEYS = {"command", "out", "n", "seed", "style", "format", "src", "labels"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in _COMMAND_KEYS and v is not None}
+    if options.get("max_tokens") == 0:
+        options["max_tokens"] = None
+    try:
+        if args.command == "synth":
+            out = synth_dataset(args.out, args.n, args.seed, args.style, **options)
+        else:
+            if args.labels is not None:
+                options["labels"] = args.labels
+            out = import_dataset(args.format, args.src, args.out, **options)
+    except (FileNotFoundError, FileExistsError, NoUsableDataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"prepared {out}: {manifest['counts']}, {manifest['dropped_count']} dropped (see manifest.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Find a prepared dataset by name or path, building a missing built-in synthetic one on the spot.
+
+from data_prep.ensure import ensure_dataset, import_dataset
+root = ensure_dataset("synth-small")   # data/synth-small, rendered first if missing
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from core.paths import data_dir
+from data_prep.importers import import_dataset
+from data_prep.synth import synth_dataset
+
+__all__ = ["BUILTIN_DATASETS", "ensure_dataset", "import_dataset", "is_prepared", "synth_dataset"]
+log = logging.getLogger(__name__)
+
+BUILTIN_DATASETS: dict[str, dict] = {
+    "synth": {"n": 20000, "seed": 0, "style": "printed"},
+    "synth-small": {"n": 600, "seed": 0, "style": "printed"},  # the smoke study and tests use it
+    "synth-handwritten": {"n": 20000, "seed": 0, "style": "handwritten"},
+}
+_REQUIRED = ("formulas.norm.lst", "train.lst", "vocab.json")
+
+
+def is_prepared(path: Path) -> bool:
+    return Path(path).is_dir() and all((Path(path) / name).is_file() for name in _REQUIRED)
+
+
+def ensure_dataset(name_or_path: str | Path) -> Path:
+    """The prepared folder for a path or a name under data/; a missing built-in dataset is rendered."""
+    path = Path(name_or_path)
+    is_name = isinstance(name_or_path, str) and "/" not in name_or_path and not path.exists()
+    root = data_dir() / name_or_path if is_name else path
+    if is_prepared(root):
+        return root
+    name = root.name
+    if root.exists() and any(root.iterdir()):
+        raise FileNotFoundError(
+            f"{root} exists but is not a prepared dataset (needs {', '.join(_REQUIRED)}): "
+            f"rebuild it with {_make_command(name, root)} --force"
+        )
+    if name not in BUILTIN_DATASETS or (not is_name and root.resolve() != (data_dir() / name).resolve()):
+        raise FileNotFoundError(f"dataset {root} not found: build it with {_make_command(name, root)}")
+    spec = BUILTIN_DATASETS[name]
+    log.warning("dataset %s is missing: rendering built-in %s now (%s)", root, name, spec)
+    try:
+        synth_dataset(root, overwrite=False, **spec)
+    except FileExistsError:
+        if not is_prepared(root):  # another process built it at the same time: fine if it is complete
+            raise
+    return root
+
+
+def _make_command(name: str, root: Path) -> str:
+    if name in BUILTIN_DATASETS:
+        n, seed, style = (BUILTIN_DATASETS[name][k] for k in ("n", "seed", "style"))
+        return f'make data ARGS="synth --out {root} --n {n} --seed {seed} --style {style}"'
+    return f'make data ARGS="import --format im2latex|im2latex-raw|course|tsv --src DIR --out {root}"'

@@ -1,0 +1,43 @@
+"""`--format course`: the course team's layout, Mathpix outputs beside handwritten crops.
+
+    src/{train,dev,test}/<id>.png|jpg      the images
+    src/{train,dev}/<id>.txt               Mathpix output: `$...$`, sometimes `error mathpix`
+A split folder without any .txt (the course's test/) is imported without formulas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from data_prep.importers._common import SPLIT_ALIASES, image_files, require_dir
+from data_prep.items import RawItem, read_label
+
+DEFAULTS: dict = {}
+
+
+def iter_items(src: Path) -> Iterator[RawItem]:
+    src = require_dir(src, "course")
+    folders = [p for p in sorted(src.iterdir()) if p.is_dir() and p.name.lower() in SPLIT_ALIASES]
+    if not folders:
+        raise FileNotFoundError(
+            f"{src} has no split folders (train/, dev/, test/): is --format course right?"
+        )
+    for folder in folders:
+        yield from _split_items(folder, SPLIT_ALIASES[folder.name.lower()])
+
+
+def _split_items(folder: Path, split: str) -> Iterator[RawItem]:
+    images = image_files(folder)
+    labels = {p.stem: p for p in sorted(folder.glob("*.txt"))}
+    for stem, image in images.items():
+        origin = f"{folder.name}/{image.name}"
+        if not labels:
+            yield RawItem(stem, split, image, origin=origin)
+            continue
+        text, error = read_label(folder / f"{stem}.txt")
+        yield RawItem(stem, split, image, text, label_error=error, origin=origin)
+    for stem, label in labels.items():
+        if stem not in images:
+            yield RawItem(stem, split, None, label_error=f"no image for label {label.name}",
+                          origin=f"{folder.name}/{label.name}")  # fmt: skip

@@ -1,0 +1,46 @@
+"""`--format im2latex-raw`: raw im2latex page renders (im2markup's data/sample layout).
+
+src/formulas.lst                    raw LaTeX, one per line (some empty)
+src/{train,validate,test}.lst       `<0-based formula line> <image name without .png> <render type>`
+src/images/                         full-page renders: the pipeline crops each to its formula
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from data_prep.importers._common import first_existing, image_files, read_lines, require_dir
+from data_prep.items import SPLITS, RawItem
+
+DEFAULTS = {"keep_multiline": True, "max_tokens": None}
+
+
+def iter_items(src: Path) -> Iterator[RawItem]:
+    src = require_dir(src, "im2latex-raw")
+    formulas = read_lines(first_existing(src, ("formulas.lst", "im2latex_formulas.lst"), "formulas.lst"))
+    image_dir = first_existing(src, ("images", "formula_images"), "image folder")
+    images = image_files(image_dir)
+    listed: set[str] = set()
+    for split in SPLITS:
+        list_file = first_existing(src, (f"{split}.lst", f"im2latex_{split}.lst"), f"{split} list")
+        for lineno, line in enumerate(read_lines(list_file), 1):
+            origin = f"{list_file.name}:{lineno}"
+            parts = (line or "").split()
+            if len(parts) < 2 or not parts[0].isdigit():
+                yield RawItem(origin, split, None, label_error=f"malformed list line {line!r}", origin=origin)
+                continue
+            index, stem = int(parts[0]), Path(parts[1]).stem
+            listed.add(stem)
+            image = images.get(stem, image_dir / f"{stem}.png")
+            if index >= len(formulas):
+                error = f"formula line {index} beyond the file's {len(formulas)}"
+            elif formulas[index] is None:
+                error = f"formula line {index} is not UTF-8"
+            else:
+                yield RawItem(stem, split, image, formulas[index], origin=origin)
+                continue
+            yield RawItem(stem, split, image, label_error=error, origin=origin)
+    for stem, path in images.items():
+        if stem not in listed:
+            yield RawItem(stem, None, path, label_error="image not in any split list", origin=path.name)

@@ -1,0 +1,42 @@
+"""manifest.json: what a prepared dataset holds and how it was made (a contract other tools read)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+DATA_PREP_VERSION = "1.0"
+MANIFEST_NAME = "manifest.json"
+
+
+DERIVED_CACHE_DIR = "cache"  # written by data_prep.image_cache, not part of the data
+
+
+def content_hash(root: Path) -> str:
+    """sha256 over every prepared file (path and bytes) in a fixed order.
+
+    The manifest (which stores the hash) and the loader's derived `cache/` are left out, so the hash
+    stays the same after a dataset has been trained on.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    files = (p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    for path in sorted(p for p in files if p.relative_to(root).parts[0] != DERIVED_CACHE_DIR):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def write_manifest(root: Path, manifest: dict) -> dict:
+    manifest = {**manifest, "content_hash": content_hash(root), "data_prep_version": DATA_PREP_VERSION}
+    (Path(root) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def load_manifest(root: Path) -> dict:
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {root} a prepared dataset (make data ...)?")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,259 @@
+"""The processing every importer shares: raw items -> a prepared dataset folder.
+
+    prepare_dataset(items, Path("data/NAME"), source="...", fmt="tsv", options=PrepareOptions())
+
+Formulas are cleaned first (cheap), then images are processed in a process pool, then splits, lists,
+vocab.json and manifest.json are written into a temp folder beside the output that is renamed into
+place at the end, so a crash never leaves half a dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data_prep.formulas import FormulaOptions, FormulaRejected, clean_formula
+from data_prep.images import ImageOptions, ImageRejected, load_gray, process_gray, save_png
+from data_prep.items import SPLITS, RawItem
+from data_prep.manifest import write_manifest
+from data_prep.vocab import Vocab
+
+log = logging.getLogger(__name__)
+PARALLEL_MIN_ITEMS = 64  # below this a pool costs more than it saves
+
+
+class NoUsableDataError(ValueError):
+    """Nothing usable remains after processing (or the source held nothing)."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    formula: FormulaOptions = field(default_factory=FormulaOptions)
+    image: ImageOptions = field(default_factory=ImageOptions)
+    split_ratio: tuple[float, float, float] = (0.8, 0.1, 0.1)  # for items without a source split
+    split_seed: int = 0
+    min_count: int = 1  # vocab.json keeps train tokens seen at least this often
+    workers: int | None = None  # None: every core for large imports; 0: serial
+    overwrite: bool = False
+
+
+@dataclass
+class _Entry:
+    item: RawItem
+    tokens: list[str] | None = None
+    file_name: str = ""
+    size: tuple[int, int] | None = None  # (H, W) once processed
+
+
+def prepare_dataset(
+    items, out: Path, *, source: str, fmt: str, options: PrepareOptions, source_options: dict | None = None
+) -> Path:
+    """Process `items` (RawItem) into the prepared folder `out`; returns `out`."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not options.overwrite:
+        raise FileExistsError(f"{out} already exists: pass --force (overwrite=True) to replace it")
+    dropped: list[dict] = []
+    entries = _clean_formulas(list(items), options.formula, dropped)
+    if not entries and not dropped:
+        raise NoUsableDataError(f"no items found in {source}: check --src and --format {fmt}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "images").mkdir()
+        _assign_file_names(entries)
+        entries = _process_images(entries, tmp / "images", options, dropped)
+        if not entries:
+            reasons = Counter(_reason_kind(d["reason"]) for d in dropped).most_common(5)
+            raise NoUsableDataError(
+                f"nothing usable in {source}: all {len(dropped)} items dropped ({reasons})"
+            )
+        _assign_splits(entries, options.split_ratio, options.split_seed)
+        entries = _drop_unlabelled_in_labelled_splits(entries, tmp / "images", dropped)
+        counts = _write_lists(entries, tmp, options.min_count)
+        buckets = Counter(f"{w}x{h}" for h, w in (e.size for e in entries))
+        manifest = {
+            "source": str(source),
+            "format": fmt,
+            "options": {**_jsonable(asdict(options)), **(source_options or {})},
+            "counts": counts,
+            "dropped_count": len(dropped),
+            "dropped": dropped,
+            "buckets": dict(sorted(buckets.items(), key=lambda kv: -kv[1])),
+        }
+        write_manifest(tmp, manifest)
+        _move_into_place(tmp, out, options.overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("prepared %s: %s, %d dropped", out, counts, len(dropped))
+    return out
+
+
+def _clean_formulas(items: list[RawItem], options: FormulaOptions, dropped: list[dict]) -> list[_Entry]:
+    entries = []
+    for item in items:
+        if item.split is not None and item.split not in SPLITS:
+            raise ValueError(f"item {item.id}: split {item.split!r} is not one of {SPLITS}")
+        try:
+            if item.label_error is not None:
+                raise FormulaRejected(item.label_error)
+            tokens = None
+            if item.formula is not None:
+                tokens = clean_formula(item.formula, options, pretokenized=item.pretokenized)
+        except FormulaRejected as e:
+            dropped.append(_drop(item, str(e)))
+            continue
+        entries.append(_Entry(item, tokens))
+    return entries
+
+
+def _drop(item: RawItem, reason: str) -> dict:
+    return {"id": item.id, "split": item.split, "reason": reason, "origin": item.origin}
+
+
+def _reason_kind(reason: str) -> str:
+    return re.split(r"[:(]", reason)[0].strip()
+
+
+def _assign_file_names(entries: list[_Entry]) -> None:
+    """`<id>.png`, made filename- and .lst-safe; a clash (same id in two splits) gets the split prefixed."""
+    used: set[str] = set()
+    for e in entries:
+        stem = re.sub(r"[^\w.+-]", "_", e.item.id).lstrip(".") or "item"
+        name, n = f"{stem}.png", 1
+        while name in used:
+            name = f"{e.item.split or 'x'}-{stem}.png" if n == 1 else f"{e.item.split or 'x'}-{stem}-{n}.png"
+            n += 1
+        used.add(name)
+        e.file_name = name
+
+
+def _image_job(job: tuple[int, object, Path, ImageOptions]) -> tuple[int, tuple[int, int] | None, str | None]:
+    index, source, dst, options = job
+    try:
+        if hasattr(source, "render"):
+            gray = source.render()
+        else:
+            gray = load_gray(source, options.max_pixels, precrop=options.crop)
+        gray = process_gray(gray, options)
+        save_png(gray, dst)
+        return index, gray.shape, None
+    except ImageRejected as e:
+        return index, None, str(e)
+    except Exception as e:  # one bad item never kills the run: record it and go on
+        return index, None, f"image processing failed: {type(e).__name__}: {e}"
+
+
+def _process_images(entries: list[_Entry], images_dir: Path, options: PrepareOptions, dropped: list[dict]):
+    jobs = []
+    for i, e in enumerate(entries):
+        if e.item.image is None:
+            dropped.append(_drop(e.item, "no image for this label"))
+        else:
+            jobs.append((i, e.item.image, images_dir / e.file_name, options.image))
+    workers = _worker_count(options.workers, len(jobs))
+    bar = dict(total=len(jobs), desc="images", unit="img", disable=None, mininterval=1.0)
+    if workers <= 1:
+        results = [_image_job(job) for job in tqdm(jobs, **bar)]
+    else:
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(workers) as pool:
+            results = list(tqdm(pool.imap(_image_job, jobs, chunksize=8), **bar))
+    kept = []
+    for index, size, reason in results:
+        entry = entries[index]
+        if reason is not None:
+            dropped.append(_drop(entry.item, reason))
+        else:
+            entry.size = size
+            kept.append(entry)
+    return kept
+
+
+def _worker_count(requested: int | None, n_jobs: int) -> int:
+    if requested is not None:
+        return requested
+    return 0 if n_jobs < PARALLEL_MIN_ITEMS else min(os.cpu_count() or 1, 16)
+
+
+def _assign_splits(entries: list[_Entry], ratio: tuple[float, float, float], seed: int) -> None:
+    unsplit = [e for e in entries if e.item.split is None]
+    if not unsplit:
+        return
+    if len(ratio) != 3 or any(r < 0 for r in ratio) or sum(ratio) <= 0:
+        raise ValueError(f"split ratio {ratio} must be three non-negative numbers (train, validate, test)")
+    order = sorted(unsplit, key=lambda e: e.item.id)
+    random.Random(seed).shuffle(order)
+    total = sum(ratio)
+    n_train = round(len(order) * ratio[0] / total)
+    n_val = round(len(order) * ratio[1] / total)
+    for k, e in enumerate(order):
+        e.item.split = "train" if k < n_train else "validate" if k < n_train + n_val else "test"
+
+
+def _drop_unlabelled_in_labelled_splits(entries: list[_Entry], images_dir: Path, dropped: list[dict]):
+    """A split is either all labelled or all unlabelled (a test split without formulas)."""
+    labelled_splits = {e.item.split for e in entries if e.tokens is not None}
+    kept = []
+    for e in entries:
+        if e.tokens is None and e.item.split in labelled_splits:
+            dropped.append(_drop(e.item, "no formula for this image (its split has formulas)"))
+            (images_dir / e.file_name).unlink(missing_ok=True)
+        else:
+            kept.append(e)
+    return kept
+
+
+def _write_lists(entries: list[_Entry], root: Path, min_count: int) -> dict[str, int]:
+    """formulas.norm.lst, <split>.lst, vocab.json; returns per-split counts."""
+    formulas: list[str] = []
+    lines: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for split in SPLITS:
+        for e in (e for e in entries if e.item.split == split):
+            if e.tokens is None:
+                lines[split].append(e.file_name)
+            else:
+                lines[split].append(f"{e.file_name} {len(formulas)}")
+                formulas.append(" ".join(e.tokens))
+    for split, split_lines in lines.items():
+        (root / f"{split}.lst").write_text("".join(ln + "\n" for ln in split_lines), encoding="utf-8")
+    (root / "formulas.norm.lst").write_text("".join(f + "\n" for f in formulas), encoding="utf-8")
+    train = [e.tokens for e in entries if e.item.split == "train" and e.tokens is not None]
+    if not train:
+        log.warning("no labelled train items: vocab.json is built from every split")
+        train = [e.tokens for e in entries if e.tokens is not None]
+    Vocab.build(train, min_count=min_count).save(root / "vocab.json")
+    return {s: len(v) for s, v in lines.items()}
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    if out.exists():
+        if any(out.iterdir()) and not overwrite:
+            raise FileExistsError(f"{out} appeared while preparing: pass --force to replace it")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        try:
+            tmp.rename(out)
+        except OSError as e:  # another process (a parallel study worker) finished the same dataset first
+            raise FileExistsError(f"{out} appeared while preparing: pass --force to replace it") from e
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)

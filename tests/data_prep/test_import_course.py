@@ -1,0 +1,49 @@
+"""The course layout: Mathpix labels, error mathpix / multi-line / Chinese drops, an unlabelled test split."""
+
+import json
+
+import pytest
+from _ingest_fixtures import COURSE_BAD, COURSE_GOOD, COURSE_TEST_IDS, make_course, tree_snapshot
+
+from data_prep.importers import import_dataset
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    src = make_course(tmp_path_factory.mktemp("course") / "src")
+    before = tree_snapshot(src)
+    out = import_dataset("course", src, src.parent / "out", workers=0)
+    assert tree_snapshot(src) == before  # never writes into the source folder
+    return src, out
+
+
+def test_course_drops_exactly_the_bad_labels(course):
+    _, out = course
+    manifest = json.loads((out / "manifest.json").read_text())
+    dropped = {d["id"]: (d["split"], d["reason"]) for d in manifest["dropped"]}
+    assert set(dropped) == set(COURSE_BAD)
+    for stem, (split, _, reason) in COURSE_BAD.items():
+        assert dropped[stem][0] == {"dev": "validate"}.get(split, split)
+        assert reason in dropped[stem][1]
+    assert manifest["counts"] == {"train": 6, "validate": 2, "test": 3}
+
+
+def test_course_labels_and_unlabelled_test_split(course):
+    _, out = course
+    formulas = (out / "formulas.norm.lst").read_text().splitlines()
+    train = dict(line.split() for line in (out / "train.lst").read_text().splitlines())
+    assert formulas[int(train["t2.png"])] == r"\frac { a } { b }"  # $ stripped, tokenised
+    assert formulas[int(train["t6.png"])] == r"\left( x \right)"
+    assert len(formulas) == sum(len(v) for v in COURSE_GOOD.values())
+    test_lines = (out / "test.lst").read_text().splitlines()
+    assert sorted(test_lines) == sorted(f"{i}.png" for i in COURSE_TEST_IDS)
+    assert all((out / "images" / name).is_file() for name in test_lines)
+
+
+def test_course_keep_switches_keep_them(course, tmp_path):
+    src, _ = course
+    out = import_dataset(
+        "course", src, tmp_path / "all", keep_multiline=True, drop_non_ascii=False, workers=0
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {d["id"] for d in manifest["dropped"]} == {"t7", "d3"}  # only the error mathpix ones

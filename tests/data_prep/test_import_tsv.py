@@ -1,0 +1,49 @@
+"""tsv: header, quotes, CRLF, optional split column; otherwise split by seed and ratio."""
+
+import json
+
+from _ingest_fixtures import formula_image, save
+
+from data_prep.importers import import_dataset
+
+
+def _folder(tmp_path, n=20):
+    for i in range(n):
+        save(formula_image(f"x_{{{i}}}+{i}"), tmp_path / "src" / f"img{i}.png")
+    return tmp_path / "src"
+
+
+def test_tsv_header_quotes_crlf_and_split_column(tmp_path):
+    src = _folder(tmp_path, 6)
+    rows = ["image\tlatex\tsplit", 'img0.png\t"x_{0}+0"\ttrain', 'img1.png\t"a\tb"\ttrain',
+            "img2.png\tx\tdev", "img3.png\t$y$\ttest", "img4.png\tz\tTRAIN",
+            "img5.png\tw\tholdout"]  # fmt: skip
+    (tmp_path / "labels.tsv").write_bytes("\r\n".join(rows).encode() + b"\r\n")
+    out = import_dataset("tsv", src, tmp_path / "out", labels=tmp_path / "labels.tsv", workers=0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 3, "validate": 1, "test": 1}
+    assert [d["id"] for d in manifest["dropped"]] == ["img5"] and "unknown split" in manifest["dropped"][0][
+        "reason"
+    ]
+    formulas = (out / "formulas.norm.lst").read_text().splitlines()
+    assert formulas[0] == "x _ { 0 } + 0" and formulas[1] == "a b"  # quoted tab kept inside the field
+    assert not any("\r" in f for f in formulas)
+    assert formulas[4] == "y"  # test row 'img3.png $y$': $ stripped
+
+
+def test_tsv_without_split_column_splits_by_seed_and_ratio(tmp_path):
+    src = _folder(tmp_path, 20)
+    (src.parent / "l.tsv").write_text("".join(f"img{i}.png\tx+{i}\n" for i in range(20)))
+
+    def splits(name, seed):
+        ratio = (0.5, 0.25, 0.25)
+        labels = src.parent / "l.tsv"
+        out = import_dataset(
+            "tsv", src, tmp_path / name, labels=labels, split_ratio=ratio, split_seed=seed, workers=0
+        )
+        return {s: sorted((out / f"{s}.lst").read_text().split()[::2]) for s in ("train", "validate", "test")}
+
+    a, b, c = splits("a", 1), splits("b", 1), splits("c", 2)
+    assert a == b and a != c
+    assert [len(a[s]) for s in ("train", "validate", "test")] == [10, 5, 5]
+    assert sorted(sum(a.values(), [])) == sorted(f"img{i}.png" for i in range(20))
