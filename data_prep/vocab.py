@@ -40,7 +40,8 @@ class Vocab:
         return cls(tokens)
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.token_to_id, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+        text = json.dumps(self.token_to_id, ensure_ascii=False, indent=0) + "\n"
+        Path(path).write_text(text, encoding="utf-8")
 
     def __len__(self) -> int:
         return len(self.id_to_token)
