@@ -1,0 +1,157 @@
+"""Model 1: CNN encoder, optional row encoder, attention-LSTM decoder with input feeding (im2markup).
+
+    model = build_model(CNNRNNConfig(decoder_hidden=256), vocab_size=500)
+
+Deng et al., "Image-to-Markup Generation with Coarse-to-Fine Attention" (2017): the default conv stack
+is theirs (six 3x3 convs, pooling that halves height more often than width so long formulas keep their
+columns), the row encoder is a bidirectional LSTM over each feature row started from a learned per-row
+state, and the decoder is Luong-style attention with input feeding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from models.base import DecodeState, ImageToLatexModel, ModelConfig, register_model
+
+MAX_ROWS = 128  # learned initial row states; taller feature maps reuse the last one
+
+
+def _parse_pool(text: str) -> tuple[int, int] | None:
+    try:
+        h, w = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        return None
+    return (h, w) if h >= 1 and w >= 1 else None
+
+
+@dataclass
+class CNNRNNConfig(ModelConfig):
+    kind: str = "rnn"
+    max_output_len: int = 150
+    cnn_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256, 512, 512])
+    # pooling after each conv as "HxW" ("1x1" = none); one entry per conv
+    cnn_pools: list[str] = field(default_factory=lambda: ["2x2", "2x2", "1x1", "2x1", "1x2", "1x1"])
+    row_encoder: bool = True
+    encoder_hidden: int = 256  # per direction of the row encoder
+    embed_dim: int = 80
+    decoder_hidden: int = 512
+    decoder_layers: int = 1
+    dropout: float = 0.3
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
+            out.append(f"cnn_channels={self.cnn_channels} must be a non-empty list of positive ints")
+        if len(self.cnn_pools) != len(self.cnn_channels):
+            out.append(
+                f"cnn_pools has {len(self.cnn_pools)} entries but cnn_channels has {len(self.cnn_channels)}"
+            )
+        bad = [p for p in self.cnn_pools if _parse_pool(p) is None]
+        if bad:
+            out.append(f"cnn_pools entries {bad} must look like '2x1' (height x width, each >= 1)")
+        for name in ("encoder_hidden", "embed_dim", "decoder_hidden", "decoder_layers"):
+            if getattr(self, name) < 1:
+                out.append(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            out.append(f"dropout={self.dropout} must be in [0, 1)")
+        return out
+
+
+def _conv_stack(channels: list[int], pools: list[str]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_ch = 1
+    for out_ch, pool in zip(channels, pools, strict=True):
+        layers += [
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        ]
+        ph, pw = _parse_pool(pool)
+        if (ph, pw) != (1, 1):
+            layers.append(nn.MaxPool2d((ph, pw), (ph, pw), ceil_mode=True))
+        in_ch = out_ch
+    return nn.Sequential(*layers)
+
+
+class CNNRNN(ImageToLatexModel):
+    def __init__(self, config: CNNRNNConfig, vocab_size: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        c = config
+        self.cnn = _conv_stack(c.cnn_channels, c.cnn_pools)
+        mem_dim = c.cnn_channels[-1]
+        if c.row_encoder:
+            self.row_rnn = nn.LSTM(mem_dim, c.encoder_hidden, batch_first=True, bidirectional=True)
+            self.row_init = nn.Embedding(MAX_ROWS, 4 * c.encoder_hidden)  # h0, c0 for both directions
+            mem_dim = 2 * c.encoder_hidden
+        self.embed = nn.Embedding(vocab_size, c.embed_dim)
+        self.init_state = nn.Linear(mem_dim, 2 * c.decoder_layers * c.decoder_hidden)
+        self.lstm = nn.LSTM(
+            c.embed_dim + c.decoder_hidden,
+            c.decoder_hidden,
+            num_layers=c.decoder_layers,
+            batch_first=True,
+            dropout=c.dropout if c.decoder_layers > 1 else 0.0,
+        )
+        self.attn_key = nn.Linear(mem_dim, c.decoder_hidden, bias=False)  # Luong "general" score
+        self.combine = nn.Linear(c.decoder_hidden + mem_dim, c.decoder_hidden, bias=False)
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(c.decoder_hidden, vocab_size)
+
+    def encode(self, images: Tensor) -> Tensor:
+        x = self.cnn(self.normalise(images))  # (B, C, H', W')
+        b, ch, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(b * h, w, ch)  # (B*H', W', C)
+        if self.config.row_encoder:
+            row_ids = torch.arange(h, device=x.device).clamp(max=MAX_ROWS - 1)
+            init = self.row_init(row_ids).view(h, 4, -1)  # (H', 4, He)
+            init = (
+                init[None].expand(b, h, 4, init.shape[-1]).reshape(b * h, 4, -1).transpose(0, 1)
+            )  # (4, B*H', He)
+            rows, _ = self.row_rnn(rows, (init[:2].contiguous(), init[2:].contiguous()))  # (B*H', W', 2He)
+        return rows.reshape(b, h * w, rows.shape[-1])  # (B, H'W', M)
+
+    def init_decode_state(self, memory: Tensor, max_len: int) -> DecodeState:
+        c = self.config
+        b = memory.shape[0]
+        hc = torch.tanh(self.init_state(memory.mean(dim=1)))  # (B, 2*L*Hd)
+        hc = hc.view(b, 2, c.decoder_layers, c.decoder_hidden)  # (B, 2, L, Hd)
+        state = DecodeState(capacity=max_len)
+        state.shared = {"memory": memory, "keys": self.attn_key(memory)}  # keys (B, S, Hd)
+        state.carried = {"h": hc[:, 0], "c": hc[:, 1], "feed": hc.new_zeros(b, c.decoder_hidden)}
+        return state
+
+    def decode_step(self, state: DecodeState, tokens: Tensor, step: int) -> Tensor:
+        s = state.carried
+        x = torch.cat((self.embed(tokens), s["feed"].to(torch.float32)), dim=-1)  # (B, Demb+Hd)
+        hx = (s["h"].transpose(0, 1).contiguous(), s["c"].transpose(0, 1).contiguous())  # (L, B, Hd) each
+        out, (h, c) = self.lstm(x[:, None], hx)  # out (B, 1, Hd)
+        query = out[:, 0]  # (B, Hd)
+        keys, memory = state.shared["keys"], state.shared["memory"]
+        scores = torch.bmm(keys, query[:, :, None].to(keys.dtype))[:, :, 0]  # (B, S)
+        weights = torch.softmax(scores.float(), dim=-1)
+        context = torch.bmm(weights[:, None].to(memory.dtype), memory)[:, 0]  # (B, M)
+        feed = self.drop(
+            torch.tanh(self.combine(torch.cat((query, context.to(query.dtype)), dim=-1)))
+        )  # (B, Hd)
+        state.carried = {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "feed": feed}
+        return self.head(feed)  # (B, V)
+
+    def decode(self, memory: Tensor, tgt_in: Tensor) -> Tensor:
+        # input feeding makes each step depend on the previous one, so teacher forcing also steps
+        state = self.init_decode_state(memory, tgt_in.shape[1])
+        logits = [self.decode_step(state, tgt_in[:, t], t) for t in range(tgt_in.shape[1])]
+        return torch.stack(logits, dim=1)  # (B, T, V)
+
+
+def _build(config: ModelConfig, vocab_size: int) -> CNNRNN:
+    assert isinstance(config, CNNRNNConfig)
+    return CNNRNN(config, vocab_size)
+
+
+register_model("rnn", CNNRNNConfig, _build)
