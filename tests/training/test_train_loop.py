@@ -1,0 +1,144 @@
+"""The training loop on real formulas (a slice of ../shared/data/im2latex-sample), tiny models, CPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models import list_models
+from tests.training._helpers import Recorder, tiny_config
+from training import loop as loop_module
+from training.checkpoint import load_checkpoint
+from training.config import load_train_config
+from training.errors import NonFiniteLossError
+from training.evaluate import EvalResult
+from training.loop import train
+
+EPOCH_KEYS = {"epoch", "train/loss", "lr", "images_per_s", "gpu_peak_mem_mb", "epoch_time_s"}
+VAL_KEYS = {f"val/{k}" for k in ("loss", "bleu4", "exact_match", "edit_score", "avg_score", "token_accuracy")}
+TIMING_KEYS = {"images_per_s", "epoch_time_s"}
+
+
+@pytest.mark.slow
+def test_overfit_run_lowers_loss_and_reaches_avg_score_90(overfit_run):
+    result, recorder, _ = overfit_run
+    losses = [row["train/loss"] for row in result.history]
+    assert losses[-1] < 0.25 * losses[0]
+    assert result.best_metrics["val/avg_score"] >= 90, result.sample_predictions
+    assert result.best_metrics["val/avg_score"] == max(r.get("val/avg_score", -1) for r in result.history)
+    # every epoch reports the contract's keys; validated epochs add the val/* keys
+    for row in result.history:
+        expected = EPOCH_KEYS | (VAL_KEYS if row["epoch"] % 20 == 0 else set())
+        assert set(row) == expected
+    assert [e for e, _ in recorder.epochs] == list(range(1, 81))
+    assert recorder.ended is result and recorder.started["train_size"] == 8
+    assert {"id", "reference", "prediction"} == set(result.sample_predictions[0])
+    best = load_checkpoint(result.best_checkpoint)  # weights_only=True inside
+    assert best["metrics"]["val/avg_score"] == result.best_metrics["val/avg_score"]
+    assert load_train_config(best["config"]).trainer.epochs == 80
+
+
+def _comparable(history):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
+
+
+def test_resume_continues_the_same_run(overfit_data, tmp_path):
+    # augmentation on, so the resumed run must also reproduce the augmentation draws
+    cfg = load_train_config(tiny_config(overfit_data, augment={"enabled": True, "mixup_prob": 0.5},
+                                        trainer={"epochs": 3}))
+    straight = train(cfg, tmp_path / "straight")
+    interrupted = Recorder(stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", callbacks=[interrupted])
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
+    again = Recorder()
+    resumed = train(cfg, tmp_path / "resumed", resume=True, callbacks=[again])
+    assert again.started["start_epoch"] == 3 and [e for e, _ in again.epochs] == [3]
+    assert _comparable(resumed.history) == _comparable(straight.history)
+    a = load_checkpoint(straight.last_checkpoint)["model"]
+    b = load_checkpoint(resumed.last_checkpoint)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _without_batchnorm(build, initial: list):
+    """BatchNorm normalises each micro-batch by its own statistics, so only a model without it can take
+    exactly the same step with and without accumulation; swap it out to test the loss arithmetic."""
+
+    def builder(config, vocab_size):
+        model = build(config, vocab_size)
+        for module in list(model.modules()):
+            for child_name, child in list(module.named_children()):
+                if isinstance(child, torch.nn.BatchNorm2d):
+                    setattr(module, child_name, torch.nn.Identity())
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        initial.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    return builder
+
+
+def test_gradient_accumulation_takes_the_same_step(overfit_data, tmp_path, monkeypatch):
+    initial: list = []
+    monkeypatch.setattr(loop_module, "build_model", _without_batchnorm(loop_module.build_model, initial))
+    weights = []
+    for accum in (1, 3):  # 3: micro-batches of 2 that need not divide a bucket's batch
+        # SGD: the step is linear in the gradient (Adam's first step would amplify rounding noise)
+        trainer = {"epochs": 1, "batch_size": 8, "grad_accum_steps": accum, "grad_clip": 0.0}
+        cfg = load_train_config(tiny_config(overfit_data, optim={"name": "sgd", "lr": 0.5}, trainer=trainer))
+        result = train(cfg, tmp_path / f"accum{accum}")
+        weights.append(load_checkpoint(result.last_checkpoint)["model"])
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=1e-4, atol=1e-6)
+    moved = max(float((weights[0][k] - initial[0][k]).abs().max()) for k in weights[0])
+    assert moved > 1e-3  # the steps did change the weights
+
+
+def test_nan_loss_raises_non_finite_loss_error(overfit_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(loop_module, "token_loss_sum", lambda logits, tgt, ls: logits.sum() * math.nan)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        train(load_train_config(tiny_config(overfit_data)), tmp_path / "nan")
+
+
+def test_out_of_memory_propagates_unchanged(overfit_data, tmp_path, monkeypatch):
+    def oom(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(loop_module, "token_loss_sum", oom)
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="simulated"):
+        train(load_train_config(tiny_config(overfit_data)), tmp_path / "oom")
+
+
+def test_early_stopping_stops_after_patience_validations(overfit_data, tmp_path, monkeypatch):
+    scores = iter([10.0, 30.0, 20.0, 30.0, 25.0, 99.0, 99.0])  # best at the 2nd validation, then 3 worse
+
+    def fake_evaluate(*args, **kwargs):
+        metrics = {k: 0.0 for k in ("loss", "bleu4", "exact_match", "edit_score", "token_accuracy")}
+        return EvalResult({**metrics, "avg_score": next(scores)})
+
+    monkeypatch.setattr(loop_module, "evaluate", fake_evaluate)
+    cfg = load_train_config(tiny_config(overfit_data, trainer={"epochs": 7, "early_stopping_patience": 3}))
+    result = train(cfg, tmp_path / "early")
+    assert result.stopped_early and [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
+    assert result.best_metrics["epoch"] == 2 and result.best_metrics["val/avg_score"] == 30.0
+    assert load_checkpoint(result.best_checkpoint)["epoch"] == 2
+
+
+SMALL_MODELS = {
+    "transformer": {"d_model": 32, "nhead": 2, "num_layers": 1, "dim_feedforward": 64, "cut_after": 2},
+    "rnn": {"cnn_channels": [8, 16, 16, 16], "cnn_pools": ["2x2", "2x2", "2x1", "1x1"], "encoder_hidden": 16,
+            "embed_dim": 16, "decoder_hidden": 32, "dropout": 0.0},
+}
+
+
+@pytest.mark.parametrize("kind", list_models())
+def test_every_model_family_trains_with_mixup_accumulation_and_beam_validation(kind, overfit_data, tmp_path):
+    data = tiny_config(overfit_data, augment={"enabled": True, "mixup_prob": 1.0},
+                       trainer={"epochs": 1, "grad_accum_steps": 2, "val_decode": "beam", "beam_width": 2})
+    data["model"] = {"kind": kind, "max_output_len": 30, **SMALL_MODELS.get(kind, {})}
+    cfg = load_train_config(data)
+    result = train(cfg, tmp_path / kind)
+    row = result.history[0]
+    assert math.isfinite(row["train/loss"]) and 0 <= row["val/avg_score"] <= 100
+    assert load_train_config(load_checkpoint(result.best_checkpoint)["config"]).model.kind == kind

@@ -1,0 +1,33 @@
+"""Hooks into the training loop: the search reports and prunes through them, MLflow logs through them.
+
+    from training.callbacks import Callback
+
+The loop calls, in order: `on_train_start(config, info)` once, `on_epoch_end(epoch, metrics)` after every
+epoch (1-based; the `val/*` keys are present only on epochs that ran a validation), `on_train_end(result)`
+once on success. An exception raised by a callback (e.g. `optuna.TrialPruned`) propagates out of
+`training.loop.train` after the loop has closed its progress bars and loaders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Callback:
+    """No-op base; override what you need."""
+
+    def on_train_start(self, config: Any, info: dict[str, Any]) -> None:
+        """`info`: out_dir, device, num_parameters, train_size, val_size, steps_per_epoch, start_epoch.
+
+        The loop keeps this same dict up to date: after every validation `info["sample_predictions"]`
+        holds a few {"id", "reference", "prediction"} rows (space-joined tokens), so a callback that keeps
+        a reference to `info` can log them even when it stops the run early."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """`metrics`: the per-epoch keys of training.loop, all numbers (safe for mlflow.log_metrics)."""
+
+    def on_train_end(self, result: Any) -> None:
+        """`result`: the TrainResult about to be returned."""
+
+
+__all__ = ["Callback"]

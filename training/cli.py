@@ -1,0 +1,139 @@
+"""Command line of the training package.
+
+    python -m training train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume]
+    python -m training predict --checkpoint C --images DIR|LIST --out results.txt
+    python -m training evaluate --checkpoint C --data data/NAME --split test [--out metrics.json]
+
+`train` prints the best checkpoint's path as its last line (scripts rely on it). It logs to MLflow only
+when MLFLOW_TRACKING_URI is set (experiment `train`, one run per invocation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from core.paths import runs_dir
+from core.typed_config import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train one config; prints the best checkpoint path last")
+    tr.add_argument("config", type=Path, help="a TrainConfig YAML (e.g. studies/exports/NAME.best.yaml)")
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set trainer.epochs=3 (repeatable)")
+    tr.add_argument("--out", type=Path, help="run folder (default runs/<config name>-<time>)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    pr = sub.add_parser("predict", help="predict one formula per image, in input order")
+    pr.add_argument("--checkpoint", type=Path, required=True)
+    pr.add_argument("--images", type=Path, required=True, help="a folder of images or a file listing paths")
+    pr.add_argument("--out", type=Path, required=True, help="results.txt (a .jsonl is written beside it)")
+    ev = sub.add_parser("evaluate", help="score a checkpoint on a prepared dataset split (metrics JSON)")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--data", required=True, help="a prepared dataset folder or a name under data/")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--out", type=Path, help="also write the metrics JSON here")
+    ev.add_argument("--limit", type=int, help="score only the first N items")
+    for p in (pr, ev):
+        p.add_argument("--device", default="auto")
+        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--decode", choices=("greedy", "beam"), default="greedy")
+        p.add_argument("--beam-width", type=int, default=5)
+        p.add_argument("--max-len", type=int, help="decode at most this many tokens (default: the model's)")
+        p.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _mlflow_run(name: str):
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return contextlib.nullcontext(None)
+    import mlflow
+
+    mlflow.set_experiment("train")
+    return mlflow.start_run(run_name=name)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.config import load_train_config
+    from training.loop import train
+
+    config = load_train_config(args.config, args.overrides)
+    if args.resume and args.out is None:
+        raise SystemExit("--resume needs --out DIR: the folder of the run to continue")
+    out = args.out or runs_dir() / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    callbacks = []
+    with _mlflow_run(out.name) as run:
+        if run is not None:
+            from training.mlflow_logging import MlflowCallback
+
+            callbacks.append(MlflowCallback())
+        result = train(config, out, callbacks=callbacks, resume=args.resume)
+    best = result.best_metrics
+    score, epoch = best.get("val/avg_score", float("nan")), best.get("epoch", "?")
+    print(f"best val/avg_score {score:.2f} at epoch {epoch}; run folder {out}")
+    print(result.best_checkpoint)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from training.predict import list_images, predict_images, write_predictions
+
+    paths = list_images(args.images)
+    rows = predict_images(args.checkpoint, paths, device=args.device, batch_size=args.batch_size,
+                          method=args.decode, beam_width=args.beam_width, max_len=args.max_len,
+                          progress=not args.no_progress)
+    txt, jsonl = write_predictions(rows, args.out)
+    failed = sum(r.error is not None for r in rows)
+    print(f"{len(rows)} predictions ({failed} unreadable images left empty) -> {txt} and {jsonl}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from data_prep.dataset import build_loader
+    from training.checkpoint import load_model
+    from training.evaluate import evaluate
+    from training.loop import resolve_dataset
+    from training.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    model, vocab, config = load_model(args.checkpoint, device)
+    root = resolve_dataset(args.data)
+    # the checkpoint's vocab, not the dataset's: ids must mean what they meant in training
+    loader = build_loader(root, args.split, vocab, args.batch_size, shuffle=False, limit=args.limit)
+    if not loader.dataset.has_formulas:
+        raise SystemExit(f"split {args.split!r} of {root} has no formulas to score against; use predict")
+    result = evaluate(model, loader, vocab, device=device, amp=config.trainer.amp,
+                      label_smoothing=config.loss.label_smoothing, method=args.decode,
+                      beam_width=args.beam_width, max_len=args.max_len, progress=not args.no_progress,
+                      desc=f"evaluate {args.split}")
+    report = {"checkpoint": str(args.checkpoint), "data": str(root), "split": args.split,
+              "decode": args.decode, **result.metrics}
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}
+    try:
+        return commands[args.command](args)
+    except (ConfigError, FileNotFoundError) as exc:  # a user's mistake: the message says the fix
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""The one training loop, shared by study trials and retraining an exported config.
+
+    python -m training train CONFIG.yaml [--set trainer.epochs=3 ...]
+    from training.loop import train; result = train(load_train_config("cfg.yaml"), "runs/x")
+
+Each epoch: bucketed, shuffled batches of `trainer.batch_size` images; each batch is cut into
+`grad_accum_steps` micro-batches whose summed token losses are divided by the whole batch's token count, so
+accumulation changes memory, not the step. bf16 autocast on CUDA, gradient clipping, one optimizer and
+scheduler step per batch. Every `eval_every` epochs (and after the last) the validation split is scored
+(training.evaluate); the best `val/avg_score` is kept in `best.pt`, the resume point in `last.pt`.
+
+Per-epoch metrics (history rows, callbacks, MLflow): `epoch`, `train/loss`, `lr`, `images_per_s`
+(training images per second, loader included), `gpu_peak_mem_mb`, `epoch_time_s` (validation included)
+and, on validated epochs, `val/loss`, `val/bleu4`, `val/exact_match`, `val/edit_score`, `val/avg_score`,
+`val/token_accuracy`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from core import typed_config
+from data_prep.augment import mixup_batch
+from data_prep.dataset import build_loader
+from data_prep.vocab import Vocab
+from models import build_model
+from training import checkpoint as ckpt_io
+from training.callbacks import Callback
+from training.config import TrainConfig, save_train_config
+from training.errors import NonFiniteLossError
+from training.evaluate import evaluate
+from training.losses import count_tokens, token_loss_sum, trim_targets
+from training.optim import build_optimizer
+from training.runtime import (
+    autocast,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    seed_everything,
+    shutdown_loader_iterator,
+)
+from training.schedules import build_schedule
+
+logger = logging.getLogger(__name__)
+
+VAL_KEYS = ("loss", "bleu4", "exact_match", "edit_score", "avg_score", "token_accuracy")
+OBJECTIVE = "val/avg_score"
+
+
+@dataclass
+class TrainResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    sample_predictions: list[dict[str, str]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def train(
+    config: TrainConfig, out_dir: str | Path, *, callbacks: Sequence[Callback] = (), resume: bool = False
+) -> TrainResult:
+    """Train `config`, writing best.pt, last.pt and config.yaml into `out_dir`.
+
+    `resume=True` continues the run in `out_dir` from its last.pt (epoch counter, optimizer, scheduler, RNG
+    and best-so-far), or starts fresh when there is none. Exceptions (callbacks', `NonFiniteLossError`,
+    `torch.cuda.OutOfMemoryError`) propagate unchanged after progress bars and loader workers are closed.
+    """
+    run = _Run(config, Path(out_dir), list(callbacks))
+    try:
+        return run.fit(resume)
+    finally:
+        run.close()
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, out_dir: Path, callbacks: list[Callback]):
+        self.cfg, self.out_dir, self.callbacks = config, out_dir, callbacks
+        t, d = config.trainer, config.data
+        self.device = resolve_device(t.device)
+        self.amp = t.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # few distinct shapes (one per bucket): tuning pays off
+        seed_everything(t.seed)
+        root = resolve_dataset(d.dataset)
+        self.vocab = Vocab.load(Path(root) / "vocab.json")
+        pin = d.pin_memory and self.device.type == "cuda"
+        common = dict(num_workers=d.num_workers, pin_memory=pin, use_cache=d.use_cache, seed=t.seed)
+        self.train_loader = build_loader(root, d.train_split, self.vocab, t.batch_size,
+                                         augment=config.augment, shuffle=True,
+                                         max_formula_len=d.max_formula_len, limit=d.train_limit, **common)
+        val_batch = t.val_batch_size or 2 * config.micro_batch_size
+        self.val_loader = build_loader(root, d.val_split, self.vocab, val_batch, shuffle=False,
+                                       limit=d.val_limit, **common)
+        if len(self.train_loader.dataset) == 0 or len(self.val_loader.dataset) == 0:
+            raise ValueError(
+                f"dataset {root}: split {d.train_split!r} or {d.val_split!r} has no usable items"
+            )
+        self.model = build_model(config.model, len(self.vocab)).to(self.device)
+        self.optimizer = build_optimizer(self.model, config.optim)
+        self.schedule = build_schedule(self.optimizer, config.schedule, len(self.train_loader), t.epochs)
+        self.mix_generator = torch.Generator().manual_seed(t.seed + 1)
+        self.epoch, self.bad_evals, self.stopped_early = 0, 0, False
+        self.best_score, self.best_metrics = -math.inf, {}
+        self.history: list[dict[str, float]] = []
+        manifest = _manifest(Path(root))
+        # predict applies the training data's image processing to new images
+        self.image_options = (manifest.get("options") or {}).get("image")
+        self.info: dict[str, Any] = {
+            "out_dir": str(out_dir), "device": str(self.device), "dataset": str(root),
+            "dataset_hash": str(manifest.get("content_hash", "")),
+            "num_parameters": _num_parameters(self.model),
+            "train_size": len(self.train_loader.dataset), "val_size": len(self.val_loader.dataset),
+            "steps_per_epoch": len(self.train_loader), "start_epoch": 1, "sample_predictions": [],
+        }
+        self.best_path, self.last_path = out_dir / "best.pt", out_dir / "last.pt"
+
+    # -- the epoch loop -------------------------------------------------------------------------------
+    def fit(self, resume: bool) -> TrainResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_train_config(self.cfg, self.out_dir / "config.yaml", header="resolved config of this run")
+        if resume:
+            self._restore()
+        self.info["start_epoch"] = self.epoch + 1
+        for cb in self.callbacks:
+            cb.on_train_start(self.cfg, self.info)
+        t = self.cfg.trainer
+        for epoch in range(self.epoch + 1, t.epochs + 1):
+            if self.stopped_early:
+                break
+            start = time.perf_counter()
+            metrics = self._train_epoch(epoch)
+            validated = epoch % t.eval_every == 0 or epoch == t.epochs
+            if validated:
+                metrics.update(self._validate(epoch))
+            metrics["epoch_time_s"] = time.perf_counter() - start
+            if validated:
+                self._update_best(epoch, metrics)
+            self.history.append(metrics)
+            self.epoch = epoch
+            _log_epoch(metrics, t.epochs, self.best_score)
+            if t.save_every_epoch or epoch == t.epochs or self.stopped_early:
+                self._save_last()
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, dict(metrics))
+        if not self.last_path.exists():
+            self._save_last()
+        result = TrainResult(self.best_path, self.last_path, dict(self.best_metrics), list(self.history),
+                             list(self.info["sample_predictions"]), self.stopped_early)
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+        return result
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        t = self.cfg.trainer
+        self.model.train()
+        self.train_loader.batch_sampler.set_epoch(epoch)
+        self._reseed_augmentation(epoch)
+        reset_peak_memory(self.device)
+        bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch}/{t.epochs}", disable=not t.progress,
+                   leave=False, dynamic_ncols=True)
+        loss_total, batches, images, start = 0.0, 0, 0, time.perf_counter()
+        iterator = iter(self.train_loader)
+        try:
+            for step, batch in enumerate(iterator, 1):
+                loss = self._train_step(batch, epoch, step)
+                loss_total, batches, images = loss_total + loss, batches + 1, images + len(batch)
+                bar.update(1)
+                if step % 10 == 0 or step == len(self.train_loader):
+                    rate = images / max(1e-9, time.perf_counter() - start)
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr():.2e}", img_s=f"{rate:.0f}")
+        finally:
+            shutdown_loader_iterator(iterator)
+            iterator = None
+            bar.close()
+        elapsed = time.perf_counter() - start
+        return {
+            "epoch": epoch,
+            "train/loss": loss_total / max(1, batches),
+            "lr": self._lr(),
+            "images_per_s": images / max(1e-9, elapsed),
+            "gpu_peak_mem_mb": peak_memory_mb(self.device),
+        }
+
+    def _reseed_augmentation(self, epoch: int) -> None:
+        """Per-epoch seeds for the loader's worker seeds and the in-process augmenter, so a resumed run
+        draws the same augmentations as an uninterrupted one (their RNGs are not in the checkpoint)."""
+        seed = (self.cfg.trainer.seed * 1_000_003 + epoch) % 2**32
+        generator = getattr(self.train_loader, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(seed)
+        pipeline = getattr(getattr(self.train_loader.dataset, "transform", None), "pipeline", None)
+        if hasattr(pipeline, "set_random_seed"):
+            pipeline.set_random_seed(seed)
+
+    def _train_step(self, batch, epoch: int, step: int) -> float:
+        """One optimizer step over a whole batch, in `grad_accum_steps` micro-batches."""
+        cfg = self.cfg
+        max_out = cfg.model.max_output_len
+        images, targets = batch.images, trim_targets(batch.targets, max_out)
+        mixed = mixup_batch(images, targets, cfg.augment, self.mix_generator)
+        if mixed is None:
+            parts = [(targets, 1.0)]
+        else:
+            images, parts = mixed.images, [(mixed.targets_a, mixed.lam), (mixed.targets_b, 1.0 - mixed.lam)]
+        norms = [max(1, count_tokens(tgt)) for tgt, _ in parts]
+        micro = cfg.micro_batch_size
+        total = torch.zeros((), device=self.device)
+        for lo in range(0, len(images), micro):
+            chunk = images[lo : lo + micro].to(self.device, non_blocking=True)  # (b, 1, H, W)
+            with autocast(self.device, self.amp):
+                memory = self.model.encode(chunk)  # (b, S, E)
+                loss = 0.0
+                for (tgt, weight), norm in zip(parts, norms, strict=True):
+                    tgt = trim_targets(tgt[lo : lo + micro], max_out).to(self.device, non_blocking=True)
+                    logits = self.model.decode(memory, tgt[:, :-1])  # (b, T-1, V)
+                    loss = loss + weight * token_loss_sum(logits, tgt[:, 1:], cfg.loss.label_smoothing) / norm
+            loss.backward()
+            total += loss.detach()
+        value = float(total)
+        if not math.isfinite(value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(epoch, step, value)
+        if cfg.trainer.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.trainer.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step_batch()
+        return value
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        t = self.cfg.trainer
+        result = evaluate(
+            self.model, self.val_loader, self.vocab, device=self.device, amp=self.amp,
+            label_smoothing=self.cfg.loss.label_smoothing, method=t.val_decode, beam_width=t.beam_width,
+            length_penalty=t.length_penalty, max_len=t.val_max_len, progress=t.progress,
+            desc=f"validate {epoch}/{t.epochs}",
+        )
+        self.info["sample_predictions"] = result.samples(t.num_sample_predictions)
+        self.schedule.step_validation(result.metrics["avg_score"])
+        return {f"val/{key}": result.metrics[key] for key in VAL_KEYS}
+
+    def _update_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        score = metrics[OBJECTIVE]
+        if score > self.best_score:
+            self.best_score, self.best_metrics, self.bad_evals = score, dict(metrics), 0
+            ckpt_io.save_checkpoint(self.best_path, self._model_payload(epoch, metrics))
+        else:
+            self.bad_evals += 1
+        patience = self.cfg.trainer.early_stopping_patience
+        if patience > 0 and self.bad_evals >= patience:
+            logger.info("early stopping at epoch %d: no better %s in %d validations", epoch, OBJECTIVE,
+                        self.bad_evals)
+            self.stopped_early = True
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def _model_payload(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "config": typed_config.to_dict(self.cfg),
+            "vocab": list(self.vocab.id_to_token),
+            "image_options": self.image_options,
+            "epoch": epoch,
+            "metrics": dict(metrics),
+        }
+
+    def _save_last(self) -> None:
+        payload = self._model_payload(self.epoch, self.history[-1] if self.history else {})
+        payload.update(
+            optimizer=self.optimizer.state_dict(),
+            schedule=self.schedule.state_dict(),
+            rng=ckpt_io.rng_state(),
+            mix_generator=self.mix_generator.get_state(),
+            history=self.history,
+            best_score=self.best_score,
+            best_metrics=self.best_metrics,
+            bad_evals=self.bad_evals,
+            stopped_early=self.stopped_early,
+            sample_predictions=self.info["sample_predictions"],
+        )
+        ckpt_io.save_checkpoint(self.last_path, payload)
+
+    def _restore(self) -> None:
+        if not self.last_path.exists():
+            logger.warning("resume: no %s yet, starting a fresh run", self.last_path)
+            return
+        state = ckpt_io.load_checkpoint(self.last_path, map_location=self.device)
+        _warn_config_changes(state["config"], typed_config.to_dict(self.cfg))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        ckpt_io.set_rng_state(state["rng"])
+        self.mix_generator.set_state(state["mix_generator"].cpu())
+        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.best_score, self.best_metrics = float(state["best_score"]), dict(state["best_metrics"])
+        self.bad_evals, self.stopped_early = int(state["bad_evals"]), bool(state["stopped_early"])
+        self.info["sample_predictions"] = list(state.get("sample_predictions", []))
+        logger.info("resumed %s at epoch %d (best %s %.2f)", self.out_dir, self.epoch, OBJECTIVE,
+                    self.best_score)
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def close(self) -> None:
+        # Drop the big objects so a caller that catches an OOM can free GPU memory once it lets go of us.
+        self.model = self.optimizer = self.schedule = None
+        self.train_loader = self.val_loader = None
+
+
+def resolve_dataset(name_or_path: str | Path) -> Path:
+    """`data.dataset` -> a prepared folder (data_prep.ensure renders a missing built-in synthetic one)."""
+    from data_prep.ensure import ensure_dataset
+
+    return Path(ensure_dataset(name_or_path))
+
+
+def _log_epoch(metrics: dict[str, float], epochs: int, best: float) -> None:
+    val = f", val/loss {metrics['val/loss']:.4f}, {OBJECTIVE} {metrics[OBJECTIVE]:.2f} (best {best:.2f})" \
+        if OBJECTIVE in metrics else ""
+    logger.info("epoch %d/%d: train/loss %.4f%s, lr %.2e, %.1f img/s, %.1f s", metrics["epoch"], epochs,
+                metrics["train/loss"], val, metrics["lr"], metrics["images_per_s"], metrics["epoch_time_s"])
+
+
+def _num_parameters(model: torch.nn.Module) -> int:
+    counter = getattr(model, "num_parameters", None)
+    return int(counter()) if callable(counter) else sum(p.numel() for p in model.parameters())
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    old, new = typed_config.flatten(saved), typed_config.flatten(current)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        logger.warning("resume: the config differs from the checkpoint's in %s; using the new values",
+                       ", ".join(changed))
+
+
+__all__ = ["OBJECTIVE", "TrainResult", "train"]

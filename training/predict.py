@@ -1,0 +1,126 @@
+"""Predict LaTeX for image files with a trained checkpoint, one line per image in input order.
+
+    python -m training predict --checkpoint runs/x/best.pt --images DIR|LIST.txt --out results.txt
+
+A directory is read in sorted file-name order (its image files); a list file holds one image path per line
+(relative paths are tried from the current folder, then from the list's folder). Each image goes through
+the same processing as the training data (`data_prep.images.process_gray` with the options recorded in the
+checkpoint: crop to ink, downsample, pad to a bucket), then images are decoded in batches of one size.
+`results.txt` gets one space-tokenised formula per input line (the course's result.txt); an image that
+cannot be read or processed gets an empty line and a warning, so line N always belongs to input N.
+`results.jsonl` beside it has one {"index", "id", "path", "prediction", "score", "error"} object per input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_prep.images import ImageOptions, ImageRejected, load_gray, process_gray
+from training.checkpoint import load_checkpoint, load_model
+from training.evaluate import decode_images
+from training.runtime import autocast, resolve_device
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class PredictionRow:
+    index: int
+    id: str
+    path: str
+    prediction: str = ""
+    score: float | None = None
+    error: str | None = None
+
+
+def list_images(source: Path) -> list[Path]:
+    """The inputs of `--images`: a folder's image files sorted by name, or the paths in a list file."""
+    source = Path(source)
+    if source.is_dir():
+        return sorted((p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                      key=lambda p: p.name)
+    if not source.is_file():
+        raise FileNotFoundError(f"--images {source} is neither a folder of images nor a list file")
+    paths = []
+    for line in source.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if line:
+            path = Path(line)
+            paths.append(path if path.is_absolute() or path.exists() else source.parent / path)
+    return paths
+
+
+def image_options(raw: dict[str, Any] | None) -> ImageOptions:
+    if not raw:
+        return ImageOptions()
+    known = {k: v for k, v in raw.items() if k in ImageOptions.__dataclass_fields__}
+    if "buckets" in known:
+        known["buckets"] = tuple(tuple(b) for b in known["buckets"])
+    return ImageOptions(**known)
+
+
+def _prepare(path: Path, options: ImageOptions) -> np.ndarray:
+    return process_gray(load_gray(path, options.max_pixels), options)
+
+
+def predict_images(
+    checkpoint: Path,
+    paths: list[Path],
+    *,
+    device: str = "auto",
+    batch_size: int = 32,
+    method: str = "greedy",
+    beam_width: int = 5,
+    max_len: int | None = None,
+    progress: bool = True,
+) -> list[PredictionRow]:
+    """One PredictionRow per path, in order; unusable images carry `error` and an empty prediction."""
+    dev = resolve_device(device)
+    model, vocab, _ = load_model(checkpoint, dev)
+    options = image_options(load_checkpoint(checkpoint).get("image_options"))
+    rows = [PredictionRow(i, Path(p).name, str(p)) for i, p in enumerate(paths)]
+    by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for row, path in zip(rows, paths, strict=True):
+        try:
+            pixels = _prepare(Path(path), options)
+        except (ImageRejected, OSError, ValueError) as exc:
+            row.error = str(exc)
+            logger.warning("image %d (%s) skipped: %s", row.index, path, exc)
+            continue
+        by_shape[pixels.shape].append((row.index, pixels))
+    batches = [g[i : i + batch_size] for g in by_shape.values() for i in range(0, len(g), batch_size)]
+    with torch.no_grad():
+        for batch in tqdm(batches, desc="predict", disable=not progress, dynamic_ncols=True):
+            images = torch.from_numpy(np.stack([p for _, p in batch])).unsqueeze(1)  # (B, 1, H, W)
+            images = images.to(dev).float().div_(255.0)
+            with autocast(dev, enabled=True):
+                decoded = decode_images(model, images, method=method, beam_width=beam_width, max_len=max_len)
+            for (index, _), seq, score in zip(batch, decoded.sequences, decoded.scores, strict=True):
+                rows[index].prediction = " ".join(vocab.decode(seq))
+                rows[index].score = float(score)
+    return rows
+
+
+def write_predictions(rows: list[PredictionRow], out: Path) -> tuple[Path, Path]:
+    """results.txt (one prediction per line) and results.jsonl beside it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(f"{r.prediction}\n" for r in rows), encoding="utf-8")
+    jsonl = out.with_suffix(".jsonl")
+    lines = (json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows)
+    jsonl.write_text("".join(lines), encoding="utf-8")
+    return out, jsonl
+
+
+__all__ = ["PredictionRow", "image_options", "list_images", "predict_images", "write_predictions"]
