@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from _ingest_fixtures import formula_image, make_bad_input_tsv, save, tree_snapshot
 
 from data_prep.__main__ import main
 from data_prep.importers import import_dataset
 from data_prep.pipeline import NoUsableDataError
+from tests.data_prep._ingest_fixtures import formula_image, make_bad_input_tsv, save, tree_snapshot
 
 
 def test_each_bad_input_ends_in_the_manifest(tmp_path):

@@ -4,10 +4,9 @@ import json
 import subprocess
 import sys
 
-from _ingest_fixtures import COURSE_BAD, make_course
-
 from core.paths import REPO_ROOT
 from data_prep.__main__ import main
+from tests.data_prep._ingest_fixtures import COURSE_BAD, make_course
 
 
 def test_synth_command(tmp_path, capsys):

@@ -3,9 +3,15 @@
 import json
 
 import pytest
-from _ingest_fixtures import COURSE_BAD, COURSE_GOOD, COURSE_TEST_IDS, make_course, tree_snapshot
 
 from data_prep.importers import import_dataset
+from tests.data_prep._ingest_fixtures import (
+    COURSE_BAD,
+    COURSE_GOOD,
+    COURSE_TEST_IDS,
+    make_course,
+    tree_snapshot,
+)
 
 
 @pytest.fixture(scope="module")

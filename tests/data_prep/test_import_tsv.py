@@ -2,9 +2,8 @@
 
 import json
 
-from _ingest_fixtures import formula_image, save
-
 from data_prep.importers import import_dataset
+from tests.data_prep._ingest_fixtures import formula_image, save
 
 
 def _folder(tmp_path, n=20):

@@ -3,12 +3,12 @@
 import json
 
 import pytest
-from _ingest_fixtures import formula_image, save
 
 from data_prep import pipeline
 from data_prep.items import RawItem
 from data_prep.manifest import content_hash
 from data_prep.pipeline import PrepareOptions, prepare_dataset
+from tests.data_prep._ingest_fixtures import formula_image, save
 
 
 def _items(tmp_path, n=6, split="train"):
