@@ -1,0 +1,93 @@
+"""python -m benchmarks bench_harness: how much of a trial the study harness itself costs.
+
+harness_overhead_fraction = (study wall time - time the training loop spends training) / study wall time,
+over a few real trials of the smoke study's "good-transformer" baseline (2 epochs on a synth-small
+slice). Everything that is not training counts as harness: Optuna (ask/suggest, storage writes, report,
+should_prune, tell), config building and checks, and MLflow (child run, params, per-epoch metrics, config
+and predictions artifacts, status). The one-off study setup (journal file, MLflow store creation, parent
+run, dataset build) is excluded: it is paid once per study, not per trial. Target: <= 0.01.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+
+N_TRIALS = 2
+EPOCHS = 2
+
+
+def run() -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as home:
+        old_home = os.environ.get("IM2LATEX_HOME")
+        old_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ["IM2LATEX_HOME"] = home
+        try:
+            return _measure()
+        finally:
+            if old_home is None:
+                os.environ.pop("IM2LATEX_HOME", None)
+            else:
+                os.environ["IM2LATEX_HOME"] = old_home
+            if old_uri is not None:
+                os.environ["MLFLOW_TRACKING_URI"] = old_uri
+
+
+def _measure() -> dict[str, float]:
+    import search.objective as objective
+    from search.runner import prepare_study, run_worker
+    from search.spec import Budget, EnqueuedTrial, PrunerSpec, load_spec
+
+    base = load_spec("smoke")
+    good = base.enqueue[0]
+    spec = dataclasses.replace(
+        base,
+        name="bench-harness",
+        budget=Budget(n_trials=N_TRIALS, max_epochs=EPOCHS),
+        pruner=PrunerSpec(name="none"),  # every trial runs all its epochs: a like-for-like denominator
+        enqueue=tuple(EnqueuedTrial(f"good-{i}", good.params) for i in range(N_TRIALS)),
+    )
+    prepare_study(spec, None)  # one-off: dataset, journal, MLflow store, parent run
+
+    training_s = 0.0
+    callback_s = 0.0
+    real_train = objective.run_training
+    real_epoch_end = objective._ReportCallback.on_epoch_end
+
+    def timed_train(config, out_dir, callbacks):
+        nonlocal training_s
+        start = time.perf_counter()
+        try:
+            return real_train(config, out_dir, callbacks)
+        finally:
+            training_s += time.perf_counter() - start
+
+    def timed_epoch_end(self, epoch, metrics):
+        nonlocal callback_s  # MLflow logging and trial.report happen inside the loop's time: move them out
+        start = time.perf_counter()
+        try:
+            return real_epoch_end(self, epoch, metrics)
+        finally:
+            callback_s += time.perf_counter() - start
+
+    objective.run_training = timed_train
+    objective._ReportCallback.on_epoch_end = timed_epoch_end
+    try:
+        start = time.perf_counter()
+        run_worker(spec, N_TRIALS, None)
+        wall = time.perf_counter() - start
+    finally:
+        objective.run_training = real_train
+        objective._ReportCallback.on_epoch_end = real_epoch_end
+    overhead = wall - (training_s - callback_s)
+    return {
+        "harness_overhead_fraction": round(overhead / wall, 4),
+        "harness_overhead_s_per_trial": round(overhead / N_TRIALS, 3),
+        "harness_bench_trial_s": round(wall / N_TRIALS, 2),
+    }
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,218 @@
+"""python -m search {study,worker,ui,export,report} ...: the study harness's command line.
+
+python -m search study smoke [--trials n] [--workers k] [--storage url]
+python -m search worker smoke [--trials n] [--storage url]
+python -m search ui [--port 5000]
+python -m search export smoke [--top k] [--storage url]
+python -m search report smoke [--storage url]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import warnings
+
+import optuna
+from tqdm import tqdm
+
+from core.paths import mlruns_dir
+from search import runner, workers
+from search.spec import load_spec
+from search.storage import describe_storage
+from search.tracking import PARENT_ATTR, StudyTracker, tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+class _Progress:
+    """`trial n/N, best so far, pruned count` as a tqdm bar fed from the study's storage."""
+
+    def __init__(self, study: optuna.Study, target: int, enabled: bool = True):
+        self.study, self.start = study, runner.count_finished(study)
+        self._last: tuple | None = None
+        self.bar = tqdm(total=target, desc=f"study {study.study_name}", unit="trial", disable=not enabled)
+
+    def __call__(self, *_args) -> None:
+        info = runner.summary(self.study)
+        state = (info["finished"], info["best_value"], info["pruned"], info["failed"])
+        if state == self._last:
+            return  # the workers' poll would otherwise print a line every 2 s into a log file
+        self._last = state
+        self.bar.n = min(info["finished"] - self.start, self.bar.total)
+        best = "-" if info["best_value"] is None else f"{info['best_value']:.2f} (trial {info['best_trial']})"
+        self.bar.set_postfix_str(
+            f"best {best}, pruned {info['pruned']}, failed {info['failed']}", refresh=False
+        )
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _trials_to_run(study: optuna.Study, requested: int | None, budget: int) -> int:
+    if requested is not None:
+        return requested
+    return max(budget - runner.count_finished(study), 0)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    spec = load_spec(args.name)
+    print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
+    study = runner.prepare_study(spec, args.storage)
+    n = _trials_to_run(study, args.trials, spec.budget.n_trials)
+    if n == 0:
+        print(
+            f"study {spec.name} already has {runner.count_finished(study)} finished trials (budget "
+            f"{spec.budget.n_trials}); pass --trials n to add more"
+        )
+        return _finish(study, "FINISHED")
+    gpus = workers.visible_gpus()
+    per_gpu = int(os.environ.get("TRIALS_PER_GPU", "1"))
+    slots = workers.plan_slots(args.workers, gpus, per_gpu)
+    where = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU visible)"
+    print(f"running {n} trial(s) with {len(slots)} worker(s) on {where}")
+    progress = _Progress(study, n)
+    status = "FINISHED"
+    try:
+        if len(slots) == 1:
+            if slots[0] is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = slots[0]
+            runner.run_worker(spec, n, args.storage, callbacks=[progress])
+        else:
+            code = workers.launch(spec.name, slots, n, args.storage, poll=progress)
+            if code:
+                print(f"a worker exited with code {code}; see its output above")
+    except KeyboardInterrupt:
+        status = "KILLED"
+        print("\ninterrupted: the running trial was ended and its MLflow run closed")
+    finally:
+        progress.close()
+    _finish(study, status)
+    return 130 if status == "KILLED" else 0
+
+
+def _finish(study: optuna.Study, status: str) -> int:
+    info = runner.summary(study)
+    print(
+        f"{info['finished']} finished trial(s): {info['complete']} complete, {info['pruned']} pruned, "
+        f"{info['failed']} failed; best {info['best_value']} (trial {info['best_trial']})"
+    )
+    tracker = StudyTracker(study.study_name, study.user_attrs.get(PARENT_ATTR))
+    runner.log_parent_summary(study, tracker)
+    tracker.finish_parent(status)
+    if info["complete"]:
+        print(f"next: python -m search export {study.study_name}  |  python -m search ui")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    study = runner.load_existing(args.name, args.storage)
+    spec = runner.spec_from_study(study)
+    n = _trials_to_run(study, args.trials, spec.budget.n_trials)
+    progress = _Progress(study, n, enabled=not args.no_progress)
+    try:
+        runner.run_worker(spec, n, args.storage, callbacks=[progress])
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        progress.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from search.export import export_top
+
+    study = runner.load_existing(args.name, args.storage)
+    try:
+        written = export_top(study, args.top)
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for rank, (trial, path) in enumerate(written, start=1):
+        params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
+        print(f"#{rank} trial {trial.number} score {trial.value:.3f} -> {path}\n    {params}")
+    print(f"retrain: python -m training train {written[0][1]}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.report import write_report
+
+    study = runner.load_existing(args.name, args.storage)
+    print(write_report(study))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    uri = tracking_uri()
+    artifacts = (mlruns_dir() / "artifacts").resolve()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        artifacts.as_uri(),
+    ]
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m search", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    study = sub.add_parser("study", help="create or resume a study and run its trials")
+    study.add_argument("name", help="a spec under studies/ (smoke, rnn, transformer) or a .yaml path")
+    study.add_argument(
+        "--trials", type=int, default=None, help="trials to run now (default: the rest of the budget)"
+    )
+    study.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per GPU, else 1)"
+    )
+    study.add_argument(
+        "--storage", default=None, help="postgresql://… for many machines (default studies/NAME.journal)"
+    )
+    study.set_defaults(func=cmd_study)
+    worker = sub.add_parser("worker", help="join a running study (e.g. from another machine)")
+    worker.add_argument("name")
+    worker.add_argument("--trials", type=int, default=None)
+    worker.add_argument("--storage", default=None)
+    worker.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
+    worker.set_defaults(func=cmd_worker)
+    ui = sub.add_parser("ui", help="serve the MLflow UI for mlruns/ on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    export = sub.add_parser("export", help="write the best trial's config to studies/exports/")
+    export.add_argument("name")
+    export.add_argument("--top", type=int, default=1)
+    export.add_argument("--storage", default=None)
+    export.set_defaults(func=cmd_export)
+    report = sub.add_parser("report", help="write studies/reports/NAME.html")
+    report.add_argument("name")
+    report.add_argument("--storage", default=None)
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, LookupError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

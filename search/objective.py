@@ -1,0 +1,213 @@
+"""One trial: sampled params -> TrainConfig -> training.loop.train, reporting and pruning every epoch.
+
+    python -m search study smoke          # each trial runs TrialObjective.__call__
+
+Outcomes: a finished run returns its best objective value (COMPLETE); the pruner's verdict, an
+impossible point (constraint / invalid model), NaN loss or a second out-of-memory end it PRUNED with
+a `reason` user attr (TPE learns from pruned trials, not from failed ones); any other exception is
+recorded with its traceback and re-raised so Optuna marks it FAIL and the study goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from core.paths import runs_dir
+from core.typed_config import ConfigError, set_path, to_dict
+from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
+from search.spec import StudySpec
+from search.tracking import StudyTracker, TrialRun
+from training.callbacks import Callback
+from training.config import TrainConfig, load_train_config
+from training.errors import NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+
+def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback]) -> Any:
+    """The seam tests replace with a fast fake: trains one config, returns a training.loop.TrainResult."""
+    from training.loop import train
+
+    return train(config, out_dir, callbacks=callbacks)
+
+
+def validate_model(config: TrainConfig) -> None:
+    """models.validate when the models package offers it (raises InvalidModelConfig)."""
+    import models
+
+    validate = getattr(models, "validate", None)
+    if validate is not None:
+        validate(config.model)
+
+
+class PruneTrial(optuna.TrialPruned):
+    """TrialPruned carrying why (user attr `reason`) and when (`prune_epoch`)."""
+
+    def __init__(self, reason: str, epoch: int | None = None, detail: str = ""):
+        self.reason, self.epoch = reason, epoch
+        super().__init__(f"pruned ({reason}) at epoch {epoch}{': ' + detail if detail else ''}")
+
+
+class _ReportCallback(Callback):
+    """Reports the objective to Optuna at every validated epoch and logs the epoch to MLflow."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, run: TrialRun | None):
+        self.trial, self.metric, self.run = trial, metric, run
+        self.optuna_seconds = 0.0
+        self.last_epoch = 0
+        self.info: dict[str, Any] = {}
+
+    def on_train_start(self, config: Any, info: dict[str, Any]) -> None:
+        self.info = info  # the loop refreshes info["sample_predictions"] after each validation
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        self.last_epoch = epoch
+        if self.run is not None:
+            self.run.log_epoch(epoch, metrics)
+            samples = metrics.get("sample_predictions") or self.info.get("sample_predictions")
+            if samples:
+                self.run.sample_predictions = list(samples)
+        value = metrics.get(self.metric)
+        if value is None:
+            return  # no validation this epoch
+        if not math.isfinite(float(value)):
+            raise PruneTrial("nan", epoch, f"{self.metric} is {value}")
+        start = time.perf_counter()
+        self.trial.report(float(value), epoch)
+        prune = self.trial.should_prune()
+        self.optuna_seconds += time.perf_counter() - start
+        if prune:
+            raise PruneTrial("pruner", epoch, f"{self.metric}={value:.3f}")
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class TrialObjective:
+    """The Optuna objective for one study spec; `tracker` None runs without MLflow."""
+
+    def __init__(
+        self, spec: StudySpec, tracker: StudyTracker | None, base_context: dict[str, Any] | None = None
+    ):
+        self.spec, self.tracker = spec, tracker
+        self.context = base_context or {}
+        self.last_overhead: dict[str, float] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        start = time.perf_counter()
+        params = suggest_params(trial, self.spec, self.context)
+        try:
+            config = self._resolve(trial, params)
+        except PruneTrial as exc:
+            if self.tracker is not None:  # an impossible point still gets its (KILLED) run
+                with self.tracker.trial_run(
+                    trial.number, params, build_config_dict(self.spec, params)
+                ) as run:
+                    run.finish("PRUNED", {"search.reason": exc.reason})
+            raise
+        optuna_s = time.perf_counter() - start
+        if self.tracker is None:
+            return self._run(trial, config, None)
+        with self.tracker.trial_run(trial.number, params, to_dict(config)) as run:
+            try:
+                value = self._run(trial, config, run)
+            except PruneTrial as exc:
+                run.finish("PRUNED", {"search.reason": exc.reason, "search.prune_epoch": exc.epoch})
+                raise
+            except Exception as exc:
+                run.finish("FAIL", {"search.reason": "exception", "search.error": repr(exc)[:500]})
+                raise
+            run.finish("COMPLETE", {f"search.best_{self.spec.objective.metric}": value})
+        self.last_overhead = {
+            "mlflow_s": run.seconds,
+            "optuna_s": optuna_s,
+            "trial_s": time.perf_counter() - start,
+        }
+        return value
+
+    def _resolve(self, trial: optuna.Trial, params: dict[str, Any]) -> TrainConfig:
+        """The trial's TrainConfig; impossible points are pruned with the constraint they break."""
+        data = build_config_dict(self.spec, params)
+        try:
+            config = load_train_config(data)
+        except ConfigError as exc:
+            self._infeasible(trial, "invalid_config", str(exc))
+        resolved = to_dict(config)
+        broken = violated_constraints(self.spec, resolved)
+        trial.set_constraint("spec", float(len(broken)))
+        if broken:
+            self._infeasible(trial, "constraint", "; ".join(broken))
+        try:
+            validate_model(config)  # the model family's own checks, beyond the spec's constraints
+        except ConfigError as exc:
+            self._infeasible(trial, "invalid_config", str(exc))
+        trial.set_user_attr("config", resolved)
+        return config
+
+    @staticmethod
+    def _infeasible(trial: optuna.Trial, reason: str, detail: str) -> None:
+        trial.set_user_attr("reason", reason)
+        trial.set_user_attr("detail", detail[:2000])
+        raise PruneTrial(reason, None, detail)
+
+    def _run(self, trial: optuna.Trial, config: TrainConfig, run: TrialRun | None) -> float:
+        try:
+            result = self._train_with_oom_retry(trial, config, run)
+        except PruneTrial as exc:
+            trial.set_user_attr("reason", exc.reason)
+            trial.set_user_attr("prune_epoch", exc.epoch)
+            raise
+        except NonFiniteLossError as exc:
+            trial.set_user_attr("reason", "nan")
+            trial.set_user_attr("prune_epoch", exc.epoch)
+            raise PruneTrial("nan", exc.epoch, str(exc)) from None
+        except Exception as exc:
+            trial.set_user_attr("reason", "exception")
+            trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
+            log.warning("trial %d failed: %r", trial.number, exc)
+            raise
+        metric = self.spec.objective.metric
+        best = (getattr(result, "best_metrics", None) or {}).get(metric)
+        if best is None or not math.isfinite(float(best)):
+            raise RuntimeError(
+                f"the training run reported no finite {metric!r} (best_metrics={result.best_metrics!r})"
+            )
+        return float(best)
+
+    def _train_with_oom_retry(self, trial: optuna.Trial, config: TrainConfig, run: TrialRun | None) -> Any:
+        out_dir = runs_dir() / "studies" / self.spec.name / f"trial-{trial.number:04d}"
+        for attempt in (0, 1):
+            callback = _ReportCallback(trial, self.spec.objective.metric, run)
+            try:
+                return run_training(config, out_dir, [callback])
+            except torch.cuda.OutOfMemoryError as exc:
+                _free_memory()
+                accum = config.trainer.grad_accum_steps * 2
+                if attempt == 1 or config.trainer.batch_size % accum:
+                    trial.set_user_attr("oom_retries", attempt)
+                    raise PruneTrial(
+                        "oom", callback.last_epoch, str(exc).splitlines()[0] if str(exc) else ""
+                    ) from None
+                log.warning(
+                    "trial %d: out of GPU memory; retrying with grad_accum_steps=%d", trial.number, accum
+                )
+                trial.set_user_attr("oom_retries", 1)
+                if run is not None:
+                    run.set_tags({"search.oom_retry": accum})
+                data = to_dict(config)
+                set_path(data, ACCUM_PATH, accum)
+                config = load_train_config(data)
+                trial.set_user_attr("config", to_dict(config))
+        raise AssertionError("unreachable")

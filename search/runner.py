@@ -1,0 +1,245 @@
+"""Creating or resuming a study and running its trials in this process.
+
+    python -m search study smoke --trials 4      # prepare_study + run_worker (or several workers)
+    python -m search worker smoke --storage URL  # run_worker against an existing study
+
+The `study` command prepares the study once (records dataset hash, code version and spec, enqueues the
+baselines, opens the MLflow parent run) before any worker starts, so workers only load and optimise.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from core.paths import REPO_ROOT
+from core.typed_config import flatten
+from search.objective import TrialObjective
+from search.space import base_config_dict
+from search.spec import StudySpec, parse_spec
+from search.storage import create_storage, describe_storage
+from search.tracking import PARENT_ATTR, StudyTracker
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def create_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=spec.sampler.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # group=True: conditional branches (rnn vs transformer knobs) get their own joint models.
+        return optuna.samplers.TPESampler(
+            seed=spec.sampler.seed,
+            n_startup_trials=spec.sampler.n_startup_trials,
+            multivariate=True,
+            group=True,
+        )
+
+
+def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    p = spec.pruner
+    if p.name == "hyperband":
+        max_resource = spec.budget.max_epochs or "auto"
+        return optuna.pruners.HyperbandPruner(p.min_resource, max_resource, p.reduction_factor)
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(p.min_resource, p.reduction_factor)
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(p.n_startup_trials, p.n_warmup_steps)
+    return optuna.pruners.NopPruner()
+
+
+def load_study(spec: StudySpec, storage_url: str | None) -> optuna.Study:
+    return optuna.create_study(
+        study_name=spec.name,
+        storage=create_storage(spec.name, storage_url),
+        sampler=create_sampler(spec),
+        pruner=create_pruner(spec),
+        direction=spec.objective.direction,
+        load_if_exists=True,
+    )
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dataset_hash(dataset: str | None) -> str:
+    """The prepared dataset's manifest content_hash, building a missing built-in dataset first."""
+    from core.paths import DEFAULT_DATASET
+    from data_prep.ensure import ensure_dataset
+
+    folder = Path(ensure_dataset(dataset or DEFAULT_DATASET))
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return "unknown"
+    return str(json.loads(manifest.read_text(encoding="utf-8")).get("content_hash", "unknown"))
+
+
+def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = True) -> optuna.Study:
+    """Create or load the study, record its provenance, enqueue baselines once, open the parent run."""
+    study = load_study(spec, storage_url)
+    attrs = study.user_attrs
+    data_hash = dataset_hash(base_config_dict(spec).get("data", {}).get("dataset"))
+    if attrs.get("dataset_hash") not in (None, data_hash):
+        log.warning(
+            "study %s was started on dataset %s but the data now hashes to %s; scores may not be comparable",
+            spec.name,
+            attrs["dataset_hash"],
+            data_hash,
+        )
+    study.set_user_attr("dataset_hash", data_hash)
+    study.set_user_attr("code_version", code_version())
+    study.set_user_attr("spec", spec.source)
+    study.set_user_attr("spec_data", json.dumps(spec.data, default=str))
+    study.set_user_attr("spec_name", spec.name)
+    if not attrs.get("enqueued") and spec.enqueue:
+        for item in spec.enqueue:
+            study.enqueue_trial(item.params, user_attrs={"baseline": item.label})
+        log.info("enqueued %d baseline trial(s)", len(spec.enqueue))
+    study.set_user_attr("enqueued", True)
+    if tracking:
+        tracker = StudyTracker(spec.name, attrs.get(PARENT_ATTR))
+        parent = tracker.ensure_parent(
+            {"dataset_hash": data_hash, "code_version": study.user_attrs["code_version"]}
+        )
+        study.set_user_attr(PARENT_ATTR, parent)
+    return study
+
+
+def spec_from_study(study: optuna.Study) -> StudySpec:
+    """The spec recorded on the study (workers on other machines run exactly what `study` started)."""
+    data = study.user_attrs.get("spec_data")
+    if not data:
+        raise RuntimeError(
+            f"study {study.study_name!r} has no recorded spec; "
+            f"start it with `make study NAME={study.study_name}` first"
+        )
+    return parse_spec(
+        json.loads(data), default_name=study.study_name, source=study.user_attrs.get("spec", "")
+    )
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def run_worker(
+    spec: StudySpec,
+    n_trials: int,
+    storage_url: str | None,
+    *,
+    tracking: bool = True,
+    callbacks: list[Any] = (),
+    timeout: float | None = None,
+) -> optuna.Study:
+    """Run `n_trials` trials of the (already prepared) study in this process."""
+    study = load_study(spec, storage_url)
+    tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
+    context = flatten(base_config_dict(spec))
+    objective = TrialObjective(spec, tracker, context)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=timeout if timeout is not None else spec.budget.timeout,
+        catch=(Exception,),
+        callbacks=[*callbacks, _release_gpu_memory],
+    )
+    return study
+
+
+def _release_gpu_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Free the finished trial's CUDA tensors held by reference cycles before the next trial allocates.
+    (Skipped on CPU: a full collection costs about a second in a process holding torch and MLflow.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    """Counts by state and the best trial so far (for progress lines and the CLI's last words)."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
+    best = None
+    try:
+        if counts["COMPLETE"]:
+            best = study.best_trial
+    except ValueError:
+        best = None
+    return {
+        "n": len(trials),
+        "finished": counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"],
+        "complete": counts["COMPLETE"],
+        "pruned": counts["PRUNED"],
+        "failed": counts["FAIL"],
+        "running": counts["RUNNING"],
+        "best_value": None if best is None else best.value,
+        "best_trial": None if best is None else best.number,
+    }
+
+
+def load_existing(name: str, storage_url: str | None) -> optuna.Study:
+    """A study that must already exist (worker, export, report)."""
+    from search.storage import journal_path
+
+    if storage_url is None and not journal_path(name).exists():  # don't leave an empty journal behind
+        raise LookupError(
+            f"no study {name!r}: {journal_path(name)} does not exist; run `make study NAME={name}`"
+        )
+    storage = create_storage(name, storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise LookupError(
+            f"no study {name!r} in {describe_storage(name, storage_url)}; run `make study NAME={name}`"
+        ) from None
+
+
+def log_parent_summary(study: optuna.Study, tracker: StudyTracker) -> None:
+    """The parent run's figures (one self-contained HTML) and the best config so far."""
+    import yaml
+
+    from search.figures import figures_html, study_figures
+
+    if tracker.parent_run_id is None:
+        return
+    client, run_id = tracker.client, tracker.parent_run_id
+    info = summary(study)
+    try:
+        figures, skipped = study_figures(study)
+        client.log_text(run_id, figures_html(figures, skipped, f"study {study.study_name}"), "figures.html")
+        if info["best_trial"] is not None:
+            best = study.best_trial
+            client.log_text(
+                run_id, yaml.safe_dump(best.user_attrs.get("config", {}), sort_keys=False), "best_config.yaml"
+            )
+            client.log_metric(run_id, "best/" + "val_avg_score", best.value)
+            client.set_tag(run_id, "best_trial", best.number)
+        for key in ("complete", "pruned", "failed"):
+            client.log_metric(run_id, f"trials/{key}", info[key])
+    except Exception as exc:  # the study's results are in its storage; the summary is a convenience
+        log.warning("could not log the study summary to MLflow: %s", exc)

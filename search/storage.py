@@ -1,0 +1,83 @@
+"""Where a study lives: a journal file under studies/ by default, an RDB (PostgreSQL) for many machines.
+
+    python -m search study smoke                                          # studies/smoke.journal
+    python -m search study smoke --storage postgresql://user@host/db      # RDB with heartbeats
+
+The journal file is safe for several local processes (SQLite is not); RDB storage beats a heartbeat so
+a dead worker's trial is failed and queued again.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from core.paths import studies_dir
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 60
+GRACE_PERIOD_S = 180  # a trial whose worker has been silent this long is failed and retried
+MAX_RETRY = 2
+RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
+
+
+def journal_path(name: str) -> Path:
+    return studies_dir() / f"{name}.journal"
+
+
+def describe_storage(name: str, url: str | None) -> str:
+    return str(journal_path(name)) if url is None else _redact(url)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def _with_installed_driver(url: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the project ships psycopg2, so name it."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                return "postgresql+psycopg2://" + url[len(bare) :]
+    return url
+
+
+def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseStorage:
+    """The storage for study `name`: `url` None -> studies/<name>.journal; a DB URL -> RDBStorage;
+    a path ending in .journal -> that journal file."""
+    if url is None or url.endswith(".journal"):
+        path = journal_path(name) if url is None else Path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme not in RDB_SCHEMES:
+        raise ValueError(
+            f"storage {url!r}: expected a postgresql://user@host/db URL or a path ending in .journal "
+            "(leave it out for studies/<NAME>.journal)"
+        )
+    url = _with_installed_driver(url)
+    if scheme == "sqlite":
+        log.warning(
+            "SQLite storage is not safe for several worker processes; prefer the journal file default"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True} if scheme != "sqlite" else None,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=GRACE_PERIOD_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )

@@ -1,0 +1,90 @@
+"""Worker processes for one study: one per visible GPU (pinned with CUDA_VISIBLE_DEVICES), or k on CPU.
+
+    python -m search study transformer --workers 4       # TRIALS_PER_GPU=2 packs two workers per GPU
+
+Each worker is `python -m search worker NAME --trials n`; they share the study through its storage
+(journal file or RDB), so the trial budget is split between them and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from core.paths import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+
+def visible_gpus() -> list[str]:
+    """The device ids a child should see, honouring a CUDA_VISIBLE_DEVICES already set."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return []
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
+
+
+def plan_slots(workers: int | None, gpus: list[str], trials_per_gpu: int) -> list[str | None]:
+    """One entry per worker: the GPU id it is pinned to, or None on CPU."""
+    if not gpus:
+        return [None] * max(workers or 1, 1)
+    slots = [gpu for gpu in gpus for _ in range(max(trials_per_gpu, 1))]
+    if workers:
+        slots = [slots[i % len(slots)] for i in range(workers)]
+    return slots
+
+
+def split_trials(n_trials: int, n_workers: int) -> list[int]:
+    """n_trials over n_workers, as even as possible; workers with 0 trials are dropped."""
+    shares = [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
+    return [s for s in shares if s > 0]
+
+
+def launch(
+    name: str,
+    slots: list[str | None],
+    n_trials: int,
+    storage_url: str | None,
+    poll: Callable[[], None] | None = None,
+    poll_every_s: float = 2.0,
+) -> int:
+    """Start one `search worker` process per slot, call `poll` while they run, return the worst exit code."""
+    procs = []
+    for slot, share in zip(slots, split_trials(n_trials, len(slots)), strict=False):
+        env = dict(os.environ)
+        if slot is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot
+        else:  # CPU workers split the cores instead of each starting a thread per core
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(slots))))
+        cmd = [sys.executable, "-m", "search", "worker", name, "--trials", str(share), "--no-progress"]
+        if storage_url:
+            cmd += ["--storage", storage_url]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO_ROOT))
+    try:
+        while any(p.poll() is None for p in procs):
+            if poll is not None:
+                poll()
+            time.sleep(poll_every_s)
+    except KeyboardInterrupt:
+        # The children share our terminal's process group and got the same Ctrl-C; give them time to
+        # close their trial and MLflow run, then make sure they are gone.
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    if poll is not None:
+        poll()
+    return max((p.returncode for p in procs), default=0)

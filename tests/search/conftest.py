@@ -1,0 +1,124 @@
+"""Fixtures for the search tests: a fast fake training loop and small study specs.
+
+The fake replaces `search.objective.run_training` (the seam the objective calls), reports a learning
+curve through the same callbacks the real loop uses, and can raise OOM, NaN or any exception on demand.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.errors import NonFiniteLossError
+
+FAKE_SPEC = """
+# fake: a tiny space for harness tests (the training loop is replaced by a fake)
+dataset: fake-data
+base:
+  model: {kind: transformer}
+  trainer: {epochs: 4, batch_size: 8}
+space:
+  model.kind: {choices: [transformer, rnn]}
+  model.d_model: {choices: [32, 48, 64], when: {model.kind: transformer}}
+  model.nhead: {choices: [2, 4, 6], when: {model.kind: transformer}}
+  model.decoder_hidden: {choices: [64, 128], when: {model.kind: rnn}}
+  optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+constraints: ["model.kind != 'transformer' or model.d_model % model.nhead == 0"]
+budget: {n_trials: 8, max_epochs: 4}
+sampler: {name: tpe, seed: 1, n_startup_trials: 3}
+pruner: {name: successive_halving, min_resource: 1, reduction_factor: 2}
+enqueue:
+  - {label: baseline, params: {model.kind: transformer, model.d_model: 64, model.nhead: 4, optim.lr: 1.0e-2}}
+"""
+
+
+@dataclass
+class FakeResult:
+    best_metrics: dict
+    history: list = field(default_factory=list)
+    best_checkpoint: Path = Path("best.pt")
+    last_checkpoint: Path = Path("last.pt")
+    sample_predictions: list = field(default_factory=list)
+
+
+def fake_score(config, epoch: int) -> float:
+    """A curve that rises with epochs and peaks at lr = 1e-2."""
+    return max(0.0, 80.0 - 15.0 * abs(math.log10(config.optim.lr) + 2.0)) * (1 - 0.5**epoch)
+
+
+class FakeTraining:
+    """Callable with run_training's signature; `behaviour(config) -> str` picks what happens."""
+
+    def __init__(self, behaviour=lambda config: "ok", epoch_seconds: float = 0.0):
+        self.behaviour = behaviour
+        self.epoch_seconds = epoch_seconds
+        self.calls: list = []
+
+    def __call__(self, config, out_dir, callbacks):
+        self.calls.append(config)
+        what = self.behaviour(config)
+        if what == "oom":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if what == "boom":
+            raise ValueError("boom: a bug in the training code")
+        if what == "interrupt":
+            raise KeyboardInterrupt
+        best = {}
+        for epoch in range(1, config.trainer.epochs + 1):
+            if what == "nan":  # before the first report, so the pruner cannot get there first
+                raise NonFiniteLossError(epoch, 3, float("nan"))
+            time.sleep(self.epoch_seconds)
+            score = fake_score(config, epoch)
+            metrics = {
+                "train/loss": 3.0 / epoch,
+                "val/loss": 3.5 / epoch,
+                "val/bleu4": score,
+                "val/exact_match": score / 2,
+                "val/edit_score": score * 1.2,
+                "val/avg_score": score,
+                "lr": config.optim.lr,
+                "images_per_s": 100.0,
+                "gpu_peak_mem_mb": 0.0,
+                "epoch_time_s": 0.01,
+                "sample_predictions": [{"id": "a", "reference": "x ^ 2", "prediction": "x ^ 2"}],
+            }
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, metrics)
+            if score >= best.get("val/avg_score", -1):
+                best = {k: v for k, v in metrics.items() if k != "sample_predictions"}
+        return FakeResult(best_metrics=best)
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow_uri(tmp_path_factory):
+    """One MLflow store for the fake-objective tests: creating a fresh SQLite store costs ~5 s each time."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def fake_study(isolated_home, monkeypatch, request, shared_mlflow_uri):
+    """Writes studies/<name>.yaml (a name unique to the test) into the isolated home and returns the
+    name; dataset hashing is stubbed (no data needed)."""
+    name = "fake-" + request.node.name.removeprefix("test_")[:40].replace("[", "-").rstrip("]")
+    studies = isolated_home / "studies"
+    studies.mkdir(parents=True, exist_ok=True)
+    (studies / f"{name}.yaml").write_text(textwrap.dedent(FAKE_SPEC), encoding="utf-8")
+    monkeypatch.setattr("search.runner.dataset_hash", lambda dataset: "fakehash")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_mlflow_uri)
+    return name
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    def install(behaviour=lambda config: "ok") -> FakeTraining:
+        fake = FakeTraining(behaviour)
+        monkeypatch.setattr("search.objective.run_training", fake)
+        return fake
+
+    return install

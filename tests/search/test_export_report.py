@@ -1,0 +1,55 @@
+"""Export and report on a study run with the fake training loop (fast).
+
+python -m pytest tests/search/test_export_report.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core.typed_config import to_dict
+from search.cli import main
+from search.runner import load_existing
+from training.config import load_train_config
+
+
+@pytest.fixture
+def finished_fake_study(fake_study, fake_training):
+    fake_training()
+    assert main(["study", fake_study, "--trials", "6"]) == 0
+    return load_existing(fake_study, None)
+
+
+def test_export_writes_the_best_trials_config_with_provenance(finished_fake_study, isolated_home, capsys):
+    study = finished_fake_study
+    assert main(["export", study.study_name, "--top", "2"]) == 0
+    best_path = isolated_home / "studies" / "exports" / f"{study.study_name}.best.yaml"
+    second_path = isolated_home / "studies" / "exports" / f"{study.study_name}.top2.yaml"
+    text = best_path.read_text()
+    assert f"# study: {study.study_name}\n" in text and f"# trial: {study.best_trial.number}\n" in text
+    assert "# dataset_hash: fakehash\n" in text and "# date: " in text
+    assert f"# score: {study.best_value:.4f}" in text
+    assert to_dict(load_train_config(best_path)) == study.best_trial.user_attrs["config"]
+    if second_path.exists():
+        ranked = sorted((t for t in study.trials if t.value is not None), key=lambda t: -t.value)
+        assert f"# trial: {ranked[1].number}\n" in second_path.read_text()
+    assert str(best_path) in capsys.readouterr().out
+
+
+def test_export_without_a_complete_trial_says_what_to_run(fake_study, fake_training, capsys):
+    fake_training(lambda config: "boom")
+    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert main(["export", fake_study]) == 1
+    assert "no complete trial" in capsys.readouterr().err
+
+
+def test_report_is_self_contained_with_tables_and_figures(finished_fake_study, isolated_home):
+    study = finished_fake_study
+    assert main(["report", study.study_name]) == 0
+    html = (isolated_home / "studies" / "reports" / f"{study.study_name}.html").read_text()
+    assert "<script src=" not in html, "plotly.js is inlined, not fetched"
+    assert html.count("Plotly.newPlot") >= 3
+    for heading in ("optimization history", "intermediate values", "timeline", "top ", "pruning statistics"):
+        assert heading in html
+    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
+    assert f"<td>PRUNED</td><td>{pruned}</td>" in html

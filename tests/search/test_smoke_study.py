@@ -1,0 +1,75 @@
+"""The real smoke study (studies/smoke.yaml) end to end on CPU: real training, pruning, MLflow, resume,
+export -> retrain. One study run shared by the assertions (module-scoped), about 2 minutes.
+Resuming is covered with the fake loop in test_trial_outcomes.py (same CLI path, seconds instead of a minute).
+
+    python -m pytest tests/search/test_smoke_study.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+from optuna.trial import TrialState
+
+from core.paths import exports_dir
+from search.cli import main
+from search.runner import load_existing
+from search.tracking import RUN_STATUS, get_client
+from training.config import load_train_config
+from training.loop import train
+
+pytestmark = pytest.mark.slow
+FIRST_TRIALS = 3  # the two baselines (a good one, a hopeless one) and one sampled trial
+
+
+@pytest.fixture(scope="module")
+def smoke_home(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("smoke-home")
+        mp.setenv("IM2LATEX_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        assert main(["study", "smoke", "--trials", str(FIRST_TRIALS)]) == 0
+        yield home
+
+
+def _runs():
+    client = get_client()
+    experiment = client.get_experiment_by_name("smoke")
+    return client, {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+def test_smoke_study_completes_with_a_pruned_trial(smoke_home):
+    study = load_existing("smoke", None)
+    states = [t.state for t in study.trials]
+    assert len(states) == FIRST_TRIALS
+    assert TrialState.PRUNED in states, "the hopeless-lr baseline is cut after its first epoch"
+    assert TrialState.COMPLETE in states
+    assert study.best_trial.user_attrs["baseline"] == "good-transformer"
+    assert len(study.user_attrs["dataset_hash"]) >= 8 and study.user_attrs["code_version"]
+    assert "smoke" in study.user_attrs["spec"]
+
+
+def test_every_trial_is_in_mlflow_with_state_params_and_curves(smoke_home):
+    study = load_existing("smoke", None)
+    client, runs = _runs()
+    assert runs["study-smoke"].info.status == "FINISHED"
+    for trial in study.trials:
+        run = runs[f"trial-{trial.number}"]
+        assert run.info.status == RUN_STATUS[trial.state.name]
+        assert run.data.params["optim.lr"] == str(trial.user_attrs["config"]["optim"]["lr"])
+        assert run.data.params["model.kind"] == trial.params["model.kind"]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/avg_score")]
+        assert steps == list(range(1, trial.last_step + 1))
+        for key in ("train/loss", "val/loss", "val/bleu4", "val/exact_match", "val/edit_score", "lr"):
+            assert key in run.data.metrics, key
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "sample_predictions.json"} <= artifacts
+    parent_artifacts = {a.path for a in client.list_artifacts(runs["study-smoke"].info.run_id)}
+    assert {"figures.html", "best_config.yaml"} <= parent_artifacts
+
+
+def test_export_writes_a_config_that_trains(smoke_home, tmp_path):
+    assert main(["export", "smoke"]) == 0
+    path = exports_dir() / "smoke.best.yaml"
+    config = load_train_config(path, ["trainer.epochs=1"])
+    result = train(config, tmp_path / "retrain")
+    assert result.best_checkpoint.exists() and len(result.history) == 1

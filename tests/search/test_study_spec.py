@@ -1,0 +1,136 @@
+"""Spec parsing and search-space sampling: python -m pytest tests/search/test_study_spec.py -q"""
+
+from __future__ import annotations
+
+import re
+
+import optuna
+import pytest
+
+from core.typed_config import to_dict
+from search.runner import create_sampler
+from search.space import build_config_dict, suggest_params, violated_constraints
+from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
+from training.config import load_train_config
+
+SHIPPED = ["smoke", "transformer", "rnn"]
+MINIMAL = {"space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_spec_samples_loadable_configs(name):
+    spec = load_spec(name)
+    assert spec.name == name and spec.source.startswith("#"), "a spec opens with its header comment"
+    study = optuna.create_study(sampler=create_sampler(spec), direction="maximize")
+    for item in spec.enqueue:
+        study.enqueue_trial(item.params)
+    for i in range(len(spec.enqueue) + 6):
+        trial = study.ask()
+        params = suggest_params(trial, spec)
+        if i < len(spec.enqueue):
+            assert params.items() >= spec.enqueue[i].params.items(), "enqueued baselines run as given"
+        config = load_train_config(build_config_dict(spec, params))
+        assert config.trainer.epochs <= spec.budget.max_epochs
+        violated_constraints(spec, to_dict(config))  # every constraint evaluates on every point
+        study.tell(trial, float(i))
+
+
+def test_transformer_spec_enqueues_the_course_best_first():
+    spec = load_spec("transformer")
+    config = load_train_config(build_config_dict(spec, spec.enqueue[0].params))
+    m = config.model
+    assert (m.stage2, m.stage3, m.stage4, m.cut_after, m.nhead) == ("r34", "r34", "r18", 4, 4)
+    assert (config.trainer.batch_size, config.optim.lr, config.optim.name) == (16, 4e-4, "adamw")
+    assert (config.schedule.name, config.schedule.step_every, config.schedule.gamma) == ("multistep", 5, 0.5)
+    assert m.dropout == 0.5 and config.augment.mixup_prob == 0.0
+    assert min(config.augment.noise_prob, config.augment.blur_prob, config.augment.scale_prob) > 0
+
+
+def test_conditional_params_are_sampled_only_when_their_parent_is_active():
+    spec = parse_spec(
+        {
+            "space": {
+                "model.kind": {"choices": ["rnn", "transformer"]},
+                "model.nhead": {"choices": [2, 4], "when": {"model.kind": "transformer"}},
+                "model.decoder_hidden": {"choices": [64, 128], "when": {"model.kind": ["rnn"]}},
+            },
+            "sampler": {"name": "random", "seed": 3},
+        },
+        default_name="cond",
+    )
+    study = optuna.create_study(sampler=create_sampler(spec))
+    kinds = set()
+    for _ in range(20):
+        trial = study.ask()
+        params = suggest_params(trial, spec)
+        kinds.add(params["model.kind"])
+        assert ("model.nhead" in params) == (params["model.kind"] == "transformer")
+        assert ("model.decoder_hidden" in params) == (params["model.kind"] == "rnn")
+        study.tell(trial, 0.0)
+    assert kinds == {"rnn", "transformer"}
+
+
+def test_labelled_choices_decode_to_their_values_and_epochs_are_capped():
+    spec = parse_spec(
+        {
+            "base": {"model": {"kind": "rnn"}, "trainer": {"epochs": 50}},
+            "space": {"model.cnn_channels": {"choices": {"small": [8, 16], "big": [32, 64]}}},
+            "fixed": {"model.cnn_pools": ["2x2", "2x2"]},
+            "budget": {"max_epochs": 3},
+        },
+        default_name="labels",
+    )
+    config = build_config_dict(spec, {"model.cnn_channels": "big"})
+    assert config["model"]["cnn_channels"] == [32, 64]
+    assert config["model"]["cnn_pools"] == ["2x2", "2x2"]
+    assert config["trainer"]["epochs"] == 3
+
+
+def test_constraints_evaluate_on_config_paths():
+    expr = "model.kind != 'transformer' or model.d_model % model.nhead == 0"
+    assert evaluate_constraint(expr, {"model.kind": "transformer", "model.d_model": 128, "model.nhead": 4})
+    assert not evaluate_constraint(
+        expr, {"model.kind": "transformer", "model.d_model": 128, "model.nhead": 6}
+    )
+    assert evaluate_constraint(expr, {"model.kind": "rnn"}), "short-circuit: rnn has no d_model"
+    with pytest.raises(SpecError, match="not allowed"):
+        evaluate_constraint("__import__('os').getcwd() == 1", {})
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"spaces": {}}, "unknown key 'spaces'"),
+        ({"space": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-4}}}, "space.optim.lr: low 0.01"),
+        ({"space": {"optim.lr": {"type": "float", "low": 0, "high": 1, "log": True}}}, "space.optim.lr.log"),
+        ({"space": {"optim.lr": {"type": "normal", "low": 0, "high": 1}}}, "space.optim.lr.type: 'normal'"),
+        ({"space": {"model.stages": {"choices": [[1, 2], [3]]}}}, "space.model.stages.choices: [1, 2]"),
+        ({"space": {"optim.lr": {"choices": [1], "lo": 1}}}, "space.optim.lr: unknown key 'lo'"),
+        ({"sampler": {"name": "cmaes"}}, "sampler.name: 'cmaes'"),
+        ({"pruner": {"name": "hyperband", "min_resourse": 2}}, "pruner.min_resourse"),
+        ({"budget": {"n_trials": "ten"}}, "budget.n_trials: 'ten'"),
+        ({"enqueue": [{"label": "x", "params": {"optim.lr": 5.0}}]}, "enqueue[0].params.optim.lr: 5.0"),
+        ({"enqueue": [{"params": {"optim.momentum": 0.9}}]}, "enqueue[0].params.optim.momentum"),
+        ({"fixed": {"optim.lr": 0.1}}, "space.optim.lr: also set under fixed"),
+        ({"constraints": ["model.d_model %% 2"]}, "constraints: 'model.d_model %% 2'"),
+    ],
+)
+def test_bad_spec_names_the_key_and_value(patch, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec({**MINIMAL, **patch}, default_name="bad")
+
+
+def test_when_parent_declared_after_child_is_an_error():
+    space = {
+        "model.nhead": {"choices": [2], "when": {"model.kind": "transformer"}},
+        "model.kind": {"choices": ["transformer"]},
+    }
+    with pytest.raises(SpecError, match="parent 'model.kind' must be declared before"):
+        parse_spec({"space": space}, default_name="order")
+
+
+def test_spec_file_error_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("space: {optim.lr: {type: float, low: 1, high: 0}}\n")
+    with pytest.raises(SpecError, match=r"broken.yaml: space.optim.lr: low 1"):
+        load_spec(path)

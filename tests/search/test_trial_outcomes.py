@@ -1,0 +1,128 @@
+"""Trial outcomes with a fake training loop: states, MLflow mapping, OOM, NaN, exceptions, Ctrl-C.
+
+python -m pytest tests/search/test_trial_outcomes.py -q
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from search.cli import main
+from search.runner import prepare_study, run_worker
+from search.spec import load_spec
+from search.storage import create_storage
+from search.tracking import RUN_STATUS, get_client
+
+
+def _runs(study_name: str) -> dict[str, object]:
+    client = get_client()
+    experiment = client.get_experiment_by_name(study_name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return {r.info.run_name: r for r in runs}
+
+
+def _sequence(*outcomes):
+    """A behaviour that plays `outcomes` in call order, then 'ok'."""
+    queue = list(outcomes)
+    return lambda config: queue.pop(0) if queue else "ok"
+
+
+def test_states_map_to_mlflow_and_a_failure_does_not_stop_the_study(fake_study, fake_training):
+    fake_training(_sequence("ok", "boom", "nan"))
+    spec = load_spec(fake_study)
+    prepare_study(spec, None)
+    study = run_worker(spec, 7, None)
+    trials = study.trials
+    assert len(trials) == 7
+    assert trials[0].user_attrs["baseline"] == "baseline" and trials[0].params["optim.lr"] == 1e-2
+    assert trials[1].state == TrialState.FAIL and "boom" in trials[1].user_attrs["traceback"]
+    assert trials[2].state == TrialState.PRUNED and trials[2].user_attrs["reason"] == "nan"
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials[3:]), (
+        "it went on after FAIL"
+    )
+    runs = _runs(fake_study)
+    client = get_client()
+    parent = runs.pop(f"study-{fake_study}")
+    for trial in trials:
+        run = runs[f"trial-{trial.number}"]
+        assert run.info.status == RUN_STATUS[trial.state.name], trial.number
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.state"] == trial.state.name
+        for name, value in trial.params.items():
+            assert run.data.params[f"optuna.{name}"] == str(value)
+        if "config" in trial.user_attrs:
+            assert run.data.params["optim.lr"] == str(trial.user_attrs["config"]["optim"]["lr"])
+        if trial.state == TrialState.FAIL or not trial.intermediate_values:
+            continue  # failed, or pruned before its first epoch (constraint, nan)
+        history = client.get_metric_history(run.info.run_id, "val/avg_score")
+        assert [m.step for m in history] == sorted(trial.intermediate_values)
+        assert [m.value for m in history] == [
+            trial.intermediate_values[s] for s in sorted(trial.intermediate_values)
+        ]
+        assert {"train/loss", "val/bleu4", "val/exact_match", "val/edit_score", "lr", "images_per_s"} <= set(
+            run.data.metrics
+        )
+        if trial.state == TrialState.PRUNED and trial.user_attrs.get("reason") != "nan":
+            assert run.data.tags["search.prune_epoch"] == str(trial.last_step)
+
+
+def test_oom_retries_once_with_double_accumulation(fake_study, fake_training):
+    fake = fake_training(lambda config: "oom" if config.trainer.grad_accum_steps == 1 else "ok")
+    spec = load_spec(fake_study)
+    prepare_study(spec, None)
+    study = run_worker(spec, 1, None)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert [c.trainer.grad_accum_steps for c in fake.calls] == [1, 2]
+    assert {c.trainer.batch_size for c in fake.calls} == {8}, "the effective batch stays the same"
+    assert (
+        trial.user_attrs["oom_retries"] == 1
+        and trial.user_attrs["config"]["trainer"]["grad_accum_steps"] == 2
+    )
+
+
+def test_oom_twice_is_pruned_with_reason_oom(fake_study, fake_training):
+    fake = fake_training(lambda config: "oom")
+    spec = load_spec(fake_study)
+    prepare_study(spec, None)
+    study = run_worker(spec, 2, None)
+    assert len(fake.calls) == 4, "each trial: the first try and one retry"
+    for trial in study.trials:
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["reason"] == "oom"
+        assert _runs(fake_study)[f"trial-{trial.number}"].info.status == "KILLED"
+
+
+def test_constraint_violation_is_pruned_without_training(fake_study, fake_training):
+    fake = fake_training()
+    spec = load_spec(fake_study)
+    study = prepare_study(spec, None)
+    study.enqueue_trial(
+        {"model.kind": "transformer", "model.d_model": 64, "model.nhead": 6, "optim.lr": 1e-3}
+    )
+    run_worker(spec, 2, None)
+    trial = study.trials[1]
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["reason"] == "constraint"
+    assert len(fake.calls) == 1
+    assert _runs(fake_study)["trial-1"].info.status == "KILLED"
+
+
+def test_resume_reuses_the_study_and_enqueues_baselines_once(fake_study, fake_training):
+    fake_training()
+    assert main(["study", fake_study, "--trials", "2"]) == 0
+    assert main(["study", fake_study, "--trials", "2"]) == 0
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    assert len(study.trials) == 4
+    assert sum("baseline" in t.user_attrs for t in study.trials) == 1
+    assert study.user_attrs["dataset_hash"] == "fakehash" and study.user_attrs["spec"].startswith("\n# fake")
+    runs = _runs(fake_study)
+    assert sum(name.startswith("study-") for name in runs) == 1, "one parent run, reused on resume"
+    assert runs[f"study-{fake_study}"].info.status == "FINISHED"
+
+
+def test_ctrl_c_ends_the_trial_and_leaves_no_run_running(fake_study, fake_training):
+    fake_training(_sequence("ok", "interrupt"))
+    assert main(["study", fake_study, "--trials", "3"]) == 130
+    runs = _runs(fake_study)
+    assert {r.info.status for r in runs.values()} <= {"FINISHED", "KILLED", "FAILED"}
+    assert runs["trial-1"].info.status == "KILLED" and "trial-2" not in runs

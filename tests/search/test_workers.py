@@ -1,0 +1,117 @@
+"""Several worker processes sharing one study (journal file, PostgreSQL), and worker planning.
+
+python -m pytest tests/search/test_workers.py -q          # -m postgres for the PostgreSQL one only
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.runner import prepare_study
+from search.spec import load_spec
+from search.storage import create_storage
+from search.tracking import get_client
+from search.workers import plan_slots, split_trials
+
+PG_URLS = ["postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test"]
+
+WORKER_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import conftest
+import search.objective
+search.objective.run_training = conftest.FakeTraining(epoch_seconds=0.01)
+from search.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_plan_slots_pins_workers_to_gpus_and_packs_them():
+    assert plan_slots(None, [], 1) == [None]
+    assert plan_slots(3, [], 1) == [None, None, None]
+    assert plan_slots(None, ["0", "1"], 1) == ["0", "1"]
+    assert plan_slots(None, ["0", "1"], 2) == ["0", "0", "1", "1"]
+    assert plan_slots(3, ["2", "5"], 1) == ["2", "5", "2"]
+    assert split_trials(10, 3) == [4, 3, 3]
+    assert split_trials(1, 3) == [1]
+
+
+def _run_two_workers(tmp_path: Path, name: str, storage: str | None, trials_each: int) -> None:
+    script = tmp_path / "fake_worker.py"
+    script.write_text(WORKER_SCRIPT.format(tests=str(Path(__file__).parent)), encoding="utf-8")
+    args = [sys.executable, str(script), "worker", name, "--trials", str(trials_each), "--no-progress"]
+    if storage:
+        args += ["--storage", storage]
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    procs = [subprocess.Popen(args, env=env, cwd=repo, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+
+
+def _assert_shared(study: optuna.Study, expected: int, mlflow: bool) -> None:
+    trials = study.trials
+    assert sorted(t.number for t in trials) == list(range(expected)), "no lost or duplicated trial numbers"
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert sum("baseline" in t.user_attrs for t in trials) == 1, "the baseline ran once, in one worker"
+    assert len({t.datetime_start for t in trials}) == expected
+    if mlflow:
+        client = get_client()
+        runs = client.search_runs([client.get_experiment_by_name(study.study_name).experiment_id])
+        names = sorted(r.info.run_name for r in runs if r.info.run_name.startswith("trial-"))
+        assert names == sorted(f"trial-{i}" for i in range(expected)), "one MLflow run per trial"
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_journal_study(fake_study, tmp_path):
+    spec = load_spec(fake_study)
+    prepare_study(spec, None)
+    _run_two_workers(tmp_path, fake_study, None, 3)
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    _assert_shared(study, 6, mlflow=True)
+
+
+def _postgres_url() -> str:
+    import sqlalchemy
+
+    from search.storage import _with_installed_driver
+
+    errors = []
+    for url in PG_URLS:
+        try:
+            engine = sqlalchemy.create_engine(
+                _with_installed_driver(url), connect_args={"connect_timeout": 3}
+            )
+            with engine.connect():
+                return url
+        except Exception as exc:
+            errors.append(f"{url}: {str(exc).splitlines()[0]}")
+    pytest.skip("PostgreSQL on 127.0.0.1:5432 (database test, trust auth) unreachable: " + "; ".join(errors))
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_share_a_postgres_study(fake_study, tmp_path):
+    url = _postgres_url()
+    name = f"{fake_study}-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "studies" / f"{name}.yaml").write_text(
+        (tmp_path / "studies" / f"{fake_study}.yaml").read_text(), encoding="utf-8"
+    )
+    spec = load_spec(name)
+    prepare_study(spec, url)
+    try:
+        _run_two_workers(tmp_path, name, url, 3)
+        study = optuna.load_study(study_name=name, storage=create_storage(name, url))
+        _assert_shared(study, 6, mlflow=True)
+        assert study.user_attrs["spec_data"], "workers ran the spec recorded on the study"
+    finally:
+        optuna.delete_study(study_name=name, storage=create_storage(name, url))
