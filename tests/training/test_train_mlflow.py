@@ -24,7 +24,8 @@ def tracking(tmp_path, monkeypatch):
 def test_mlflow_callback_logs_a_whole_run(overfit_data, tmp_path, tracking):
     cfg = load_train_config(tiny_config(overfit_data, trainer={"epochs": 2, "num_sample_predictions": 3}))
     # an explicit artifact location: a sqlite store otherwise puts artifacts under ./mlruns (the repo)
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("training-test", (tmp_path / "art").as_uri()))
+    experiment_id = mlflow.create_experiment("training-test", (tmp_path / "art").as_uri())
+    mlflow.set_experiment(experiment_id=experiment_id)
     with mlflow.start_run() as run:
         result = train(cfg, tmp_path / "run", callbacks=[MlflowCallback()])
     data = tracking.get_run(run.info.run_id).data
