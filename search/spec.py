@@ -9,7 +9,7 @@ A spec error names the key and the bad value (`space.model.nhead.low: ...`). The
     fixed: {trainer.epochs: 3, ...}       # dotted overrides applied to every trial
     space:                                # config path -> distribution
       model.kind: {choices: [rnn, transformer]}
-      model.encoder_stages: {choices: {r34-r18: [34, 34, 18], r18: [18, 18, 18]}}   # label -> value
+      model.cnn_channels: {choices: {narrow: [32, 64, 64], wide: [64, 128, 256]}}   # label -> value
       optim.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
       model.nhead: {type: int, low: 2, high: 8, step: 2, when: {model.kind: transformer}}
     constraints: ["model.d_model % model.nhead == 0"]
