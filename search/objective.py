@@ -32,6 +32,8 @@ from training.errors import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
+INTERRUPTED = "interrupted"  # user attr `reason` of a trial cut short by Ctrl-C
+
 
 def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback]) -> Any:
     """The seam tests replace with a fast fake: trains one config, returns a training.loop.TrainResult."""
@@ -104,8 +106,17 @@ class TrialObjective:
         self.spec, self.tracker = spec, tracker
         self.context = base_context or {}
         self.last_overhead: dict[str, float] = {}
+        self.interrupted: list[int] = []  # trials of this process cut short by Ctrl-C
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._objective(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("reason", INTERRUPTED)  # runner.requeue_interrupted enqueues it again
+            self.interrupted.append(trial.number)
+            raise
+
+    def _objective(self, trial: optuna.Trial) -> float:
         start = time.perf_counter()
         params = suggest_params(trial, self.spec, self.context)
         try:

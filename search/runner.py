@@ -160,14 +160,48 @@ def run_worker(
     context = flatten(base_config_dict(spec))
     objective = TrialObjective(spec, tracker, context)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(
-        objective,
-        n_trials=n_trials,
-        timeout=timeout if timeout is not None else spec.budget.timeout,
-        catch=(Exception,),
-        callbacks=[*callbacks, _release_gpu_memory],
-    )
+    try:
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=timeout if timeout is not None else spec.budget.timeout,
+            catch=(Exception,),
+            callbacks=[*callbacks, _release_gpu_memory],
+        )
+    except KeyboardInterrupt:
+        requeue_interrupted(study, objective.interrupted)
+        raise
     return study
+
+
+def requeue_interrupted(study: optuna.Study, numbers: list[int]) -> list[int]:
+    """Enqueue again the params of this process's trials that Ctrl-C cut short (Optuna marks them FAIL),
+    so resuming the study runs them (a baseline keeps its label) instead of losing them."""
+    trials = study.get_trials(deepcopy=False)
+    done = {t.user_attrs.get("requeued_from") for t in trials}
+    requeued = []
+    for trial in trials:
+        attrs = trial.user_attrs
+        if trial.number not in numbers or trial.state != TrialState.FAIL or trial.number in done:
+            continue
+        keep = {k: attrs[k] for k in ("baseline",) if k in attrs}
+        study.enqueue_trial(trial.params, user_attrs={**keep, "requeued_from": trial.number})
+        requeued.append(trial.number)
+    if requeued:
+        log.warning("interrupted trial(s) %s enqueued again: resuming the study runs them first", requeued)
+    return requeued
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a full traceback for a trial ended by Ctrl-C; the user pressed it, so drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_NoInterruptTraceback())
 
 
 def _release_gpu_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

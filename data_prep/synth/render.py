@@ -14,8 +14,9 @@ FONTSETS = ("dejavusans", "dejavuserif", "cm", "stix", "stixsans")
 FONT_SIZES = (14, 16, 18, 20, 22, 26)
 DPI = 100
 STYLES = ("printed", "handwritten")
-# mathtext logs every glyph it borrows from STIX at INFO: thousands of lines for one dataset.
-logging.getLogger("matplotlib.mathtext").setLevel(logging.WARNING)
+# mathtext logs every glyph it borrows from STIX at INFO and dumps whole boxes on "Underful Vlist"
+# warnings: thousands of lines of layout noise for one dataset.
+logging.getLogger("matplotlib.mathtext").setLevel(logging.ERROR)
 
 
 @lru_cache(maxsize=1)

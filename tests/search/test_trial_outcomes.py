@@ -126,3 +126,18 @@ def test_ctrl_c_ends_the_trial_and_leaves_no_run_running(fake_study, fake_traini
     runs = _runs(fake_study)
     assert {r.info.status for r in runs.values()} <= {"FINISHED", "KILLED", "FAILED"}
     assert runs["trial-1"].info.status == "KILLED" and "trial-2" not in runs
+
+
+def test_a_trial_cut_by_ctrl_c_runs_again_when_the_study_resumes(fake_study, fake_training):
+    fake_training(_sequence("ok", "interrupt", "ok", "ok"))
+    assert main(["study", fake_study, "--trials", "3"]) == 130
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    cut = study.trials[1]
+    assert cut.state == TrialState.FAIL and cut.user_attrs["reason"] == "interrupted"
+    assert main(["study", fake_study, "--trials", "1"]) == 0
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    rerun = study.trials[2]
+    assert rerun.params == cut.params, "the resumed study runs the interrupted params first"
+    assert rerun.state in (TrialState.COMPLETE, TrialState.PRUNED)  # it ran (the pruner may cut it)
+    assert rerun.user_attrs["requeued_from"] == 1
+    assert [t.user_attrs.get("requeued_from") for t in study.trials].count(1) == 1, "enqueued once"
