@@ -60,6 +60,7 @@ report: .venv/.stamp ## self-contained HTML report: make report NAME=transformer
 	$(PY) -m search report $(NAME) $(if $(STORAGE),--storage $(STORAGE))
 
 train: .venv/.stamp ## train one config: make train CONFIG=studies/exports/transformer.best.yaml [EPOCHS=n]
+	@test -n "$(CONFIG)" || { echo "make train needs CONFIG=path/to/config.yaml, e.g. CONFIG=studies/exports/smoke.best.yaml"; exit 2; }
 	$(PY) -m training train $(CONFIG) $(if $(EPOCHS),--set trainer.epochs=$(EPOCHS))
 
 clean: ## remove caches (keeps data/, mlruns/ and studies/)
