@@ -19,9 +19,15 @@ from search.figures import figures_html, param_importances, study_figures
 TOP_K = 10
 
 
+def _cell(value: object) -> str:
+    # sampled floats such as 0.00044363698639134574 read better as 0.0004436
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _table(header: list[str], rows: list[list[object]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    cells = ("".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) for row in rows)
+    body = "".join(f"<tr>{row}</tr>" for row in cells)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
