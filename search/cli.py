@@ -23,7 +23,7 @@ from core.paths import mlruns_dir
 from search import runner, workers
 from search.spec import load_spec
 from search.storage import describe_storage
-from search.tracking import PARENT_ATTR, StudyTracker, tracking_uri
+from search.tracking import PARENT_ATTR, StudyTracker, get_client, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_study_links(port: int) -> None:
+    """Direct links to each study's runs table (MLflow 3 otherwise opens on its GenAI overview)."""
+    try:
+        experiments = get_client().search_experiments()
+    except Exception as exc:  # an empty or unreadable store still gets its UI
+        log.debug("no experiments listed: %r", exc)
+        return
+    for experiment in experiments:
+        if experiment.name != "Default":
+            print(f"  {experiment.name}: http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs")
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     uri = tracking_uri()
     artifacts = (mlruns_dir() / "artifacts").resolve()
@@ -165,6 +177,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         artifacts.as_uri(),
     ]
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    _print_study_links(args.port)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

@@ -45,6 +45,10 @@ def get_client() -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri())
 
 
+# MLflow 3's UI opens untagged experiments in its GenAI (traces) view; ours are training runs.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The experiment named after the study, created on first use with artifacts under mlruns/."""
     experiment = client.get_experiment_by_name(name)
@@ -52,7 +56,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return experiment.experiment_id
     location = (mlruns_dir() / "artifacts" / name).resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
     except Exception:  # another worker created it between our lookup and create
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

@@ -52,6 +52,8 @@ def test_every_trial_is_in_mlflow_with_state_params_and_curves(smoke_home):
     study = load_existing("smoke", None)
     client, runs = _runs()
     assert runs["study-smoke"].info.status == "FINISHED"
+    # tagged so MLflow's UI opens the runs table, not its GenAI traces view
+    assert client.get_experiment_by_name("smoke").tags["mlflow.experimentKind"] == "custom_model_development"
     for trial in study.trials:
         run = runs[f"trial-{trial.number}"]
         assert run.info.status == RUN_STATUS[trial.state.name]
