@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from data_prep.images import load_gray
 from data_prep.manifest import DERIVED_CACHE_DIR
 
 try:  # POSIX only; elsewhere the write-temp-then-rename commit alone keeps the cache consistent
@@ -50,14 +51,9 @@ _BAR_MIN = 2000  # smaller caches build in a few seconds: no progress bar
 
 
 def read_gray(path: Path) -> np.ndarray:
-    """A PNG/JPEG as uint8 (H, W), ink dark on white; transparency is composited onto white."""
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(white, rgba)
-        gray = np.array(img.convert("L"), dtype=np.uint8)  # a writable copy
+    """A prepared image as a writable uint8 (H, W), ink dark on white (the importers' own reader, so
+    transparency and odd modes are handled one way everywhere)."""
+    gray = np.array(load_gray(path), dtype=np.uint8)  # a writable copy
     if gray.ndim != 2 or gray.size == 0:
         raise ValueError(f"{path}: decoded to an empty image of shape {gray.shape}")
     return gray
