@@ -87,11 +87,20 @@ def _to_gray(im: Image.Image, precrop: bool = False) -> np.ndarray:
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and im.info.get("transparency") is not None):
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, im.convert("RGBA"))
-    elif im.mode in ("I;16", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        span = arr.max() - arr.min() or 1.0
-        return ((arr - arr.min()) / span * 255).astype(np.uint8)
+    elif im.mode.startswith("I") or im.mode == "F":
+        return _deep_to_uint8(np.asarray(im, dtype=np.float64), im.mode)
     return np.asarray(im.convert("L"))
+
+
+def _deep_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit / 32-bit / float pixels to 8 bits by their bit depth, never by the image's own range: a
+    blank 16-bit page must stay white, not be stretched into black."""
+    top = arr.max(initial=0.0)
+    if mode.startswith("I;16") or (mode == "I" and top > 255):
+        arr = arr / 257.0  # 65535 -> 255
+    elif mode == "F" and top <= 1.0:
+        arr = arr * 255.0  # floats in [0, 1]
+    return np.clip(arr, 0, 255).round().astype(np.uint8)
 
 
 def ink_box(gray: np.ndarray, threshold: int) -> tuple[int, int, int, int] | None:

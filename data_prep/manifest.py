@@ -31,7 +31,12 @@ def content_hash(root: Path) -> str:
 
 def write_manifest(root: Path, manifest: dict) -> dict:
     manifest = {**manifest, "content_hash": content_hash(root), "data_prep_version": DATA_PREP_VERSION}
-    (Path(root) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a source file name that is not UTF-8 (the OS hands it over escaped)
+        data = (json.dumps(manifest, indent=2) + "\n").encode("ascii")
+    (Path(root) / MANIFEST_NAME).write_bytes(data)
     return manifest
 
 

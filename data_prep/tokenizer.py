@@ -26,6 +26,7 @@ _TOKEN_RE = re.compile(
     r"|(?P<char>.)",
     re.DOTALL,
 )
+_LEADING_PERCENT = re.compile(r"^\s*%+")
 # Commands that carry no rendering (equation labels, numbering): dropped with their argument.
 DROPPED_WITH_ARGUMENT = frozenset({r"\label", r"\tag", r"\ref"})
 DROPPED = frozenset({r"\nonumber", r"\notag"})  # raw LaTeX only: norm.lst keeps them, read as-is
@@ -38,6 +39,9 @@ OLD_FONT_COMMANDS = {
 
 def tokenize(latex: str) -> list[str]:
     """Split LaTeX into tokens; `\\label{...}`-style commands are dropped with their argument."""
+    # A formula that starts with `%` is not commented out: im2markup's normaliser strips leading `%`s
+    # (16 raw im2latex lines start so, and formulas.norm.lst keeps their formulas).
+    latex = _LEADING_PERCENT.sub("", latex)
     tokens: list[str] = []
     for m in _TOKEN_RE.finditer(latex):
         kind = m.lastgroup if m.lastgroup != "delim" else "sized"

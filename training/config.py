@@ -138,7 +138,23 @@ def load_train_config(source: Path | str | dict[str, Any], overrides: Sequence[s
     for text in overrides:
         key, value = typed_config.parse_override(text)
         typed_config.set_path(data, key, value)
-    return typed_config.from_dict(TrainConfig, data)
+    cfg = typed_config.from_dict(TrainConfig, data)
+    _check_registered_names(cfg)
+    return cfg
+
+
+def _check_registered_names(cfg: TrainConfig) -> None:
+    """Unknown optimizer/schedule names fail at load time (a ConfigError, like any other bad key), not
+    minutes later when the run builds them."""
+    from training.optim import list_optimizers  # the registries import this module
+    from training.schedules import list_schedules
+
+    for path, name, valid in (
+        ("optim.name", cfg.optim.name, list_optimizers()),
+        ("schedule.name", cfg.schedule.name, list_schedules()),
+    ):
+        if name.lower() not in valid:
+            raise ConfigError(f"{path}: unknown name {name!r}; valid names: {', '.join(valid)}")
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

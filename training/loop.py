@@ -102,10 +102,14 @@ class _Run:
         val_batch = t.val_batch_size or 2 * config.micro_batch_size
         self.val_loader = build_loader(root, d.val_split, self.vocab, val_batch, shuffle=False,
                                        limit=d.val_limit, **common)
-        if len(self.train_loader.dataset) == 0 or len(self.val_loader.dataset) == 0:
-            raise ValueError(
-                f"dataset {root}: split {d.train_split!r} or {d.val_split!r} has no usable items"
-            )
+        for split, loader in ((d.train_split, self.train_loader), (d.val_split, self.val_loader)):
+            if len(loader.dataset) == 0:
+                raise ValueError(f"dataset {root}: split {split!r} has no usable items")
+            if not loader.dataset.has_formulas:  # e.g. the course's unlabelled test split
+                raise ValueError(
+                    f"dataset {root}: split {split!r} has no formulas to train or score on; "
+                    "choose a labelled split (data.train_split / data.val_split)"
+                )
         self.model = build_model(config.model, len(self.vocab)).to(self.device)
         self.optimizer = build_optimizer(self.model, config.optim)
         self.schedule = build_schedule(self.optimizer, config.schedule, len(self.train_loader), t.epochs)
@@ -169,6 +173,8 @@ class _Run:
         reset_peak_memory(self.device)
         bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch}/{t.epochs}", disable=not t.progress,
                    leave=False, dynamic_ncols=True)
+        # the rate this epoch starts at: the schedule may step before the epoch's metrics are read
+        epoch_lr = self._lr()
         loss_total, batches, images, start = 0.0, 0, 0, time.perf_counter()
         iterator = iter(self.train_loader)
         try:
@@ -187,7 +193,7 @@ class _Run:
         return {
             "epoch": epoch,
             "train/loss": loss_total / max(1, batches),
-            "lr": self._lr(),
+            "lr": epoch_lr,
             "images_per_s": images / max(1e-9, elapsed),
             "gpu_peak_mem_mb": peak_memory_mb(self.device),
         }
@@ -296,6 +302,14 @@ class _Run:
             return
         state = ckpt_io.load_checkpoint(self.last_path, map_location=self.device)
         _warn_config_changes(state["config"], typed_config.to_dict(self.cfg))
+        old_epochs = state["config"]["trainer"]["epochs"]
+        if self.cfg.schedule.name == "onecycle" and old_epochs != self.cfg.trainer.epochs:
+            # OneCycleLR fixes its total step count when built; its saved state cannot stretch
+            raise ValueError(
+                f"cannot resume a onecycle run with trainer.epochs={self.cfg.trainer.epochs} (it was "
+                f"{old_epochs}): the one-cycle schedule is laid out over the run's length; resume with "
+                f"trainer.epochs={old_epochs}, or start a new run"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])

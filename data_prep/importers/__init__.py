@@ -58,6 +58,9 @@ def import_dataset(fmt: str, src: Path | str, out: Path | str, **options) -> Pat
         raise FileNotFoundError(f"source folder {src} does not exist: check --src")
     if out.resolve().is_relative_to(src.resolve()):
         raise ValueError(f"--out {out} lies inside the source {src}: data_prep never writes into a source")
+    if src.resolve().is_relative_to(out.resolve()):
+        # replacing --out (--force) would delete the source with it
+        raise ValueError(f"the source {src} lies inside --out {out}: choose an --out beside the source")
     module = IMPORTERS[fmt]
     importer_args = {k: options.pop(k) for k in _IMPORTER_ARGS.get(fmt, set()) if k in options}
     merged = {**module.DEFAULTS, **options}

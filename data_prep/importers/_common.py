@@ -35,11 +35,29 @@ def read_raw_lines(path: Path) -> list[bytes]:
     return parts
 
 
+def _images_by_stem(folder: Path) -> dict[str, list[Path]]:
+    by_stem: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                by_stem.setdefault(path.stem, []).append(path)
+    return by_stem
+
+
 def image_files(folder: Path) -> dict[str, Path]:
-    """stem -> path for the images directly in `folder`."""
-    if not folder.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    """stem -> path for the images directly in `folder`. A stem that several images share (`a.png` and
+    `a.jpg`) is left out: a label keyed by id cannot say which one it means (see `shared_stems`)."""
+    return {stem: paths[0] for stem, paths in _images_by_stem(folder).items() if len(paths) == 1}
+
+
+def shared_stems(folder: Path) -> dict[str, list[Path]]:
+    """stem -> paths for the ids that several images in `folder` share."""
+    return {stem: paths for stem, paths in _images_by_stem(folder).items() if len(paths) > 1}
+
+
+def shared_stem_reason(paths: list[Path]) -> str:
+    names = ", ".join(p.name for p in paths)
+    return f"several images share the id {paths[0].stem!r} ({names}): keep one, rename the others"
 
 
 def require_dir(src: Path, what: str) -> Path:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.importers._common import SPLIT_ALIASES, image_files, require_dir
+from data_prep.importers._common import (
+    SPLIT_ALIASES,
+    image_files,
+    require_dir,
+    shared_stem_reason,
+    shared_stems,
+)
 from data_prep.items import RawItem, read_label
 
 DEFAULTS: dict = {}
@@ -29,15 +35,21 @@ def iter_items(src: Path) -> Iterator[RawItem]:
 
 def _split_items(folder: Path, split: str) -> Iterator[RawItem]:
     images = image_files(folder)
-    labels = {p.stem: p for p in sorted(folder.glob("*.txt"))}
+    shared = shared_stems(folder)
+    # Mathpix outputs from Windows tools may be named .TXT: match labels as loosely as images
+    labels = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() == ".txt"}
     for stem, image in images.items():
         origin = f"{folder.name}/{image.name}"
         if not labels:
             yield RawItem(stem, split, image, origin=origin)
             continue
-        text, error = read_label(folder / f"{stem}.txt")
+        text, error = read_label(labels.get(stem, folder / f"{stem}.txt"))
         yield RawItem(stem, split, image, text, label_error=error, origin=origin)
+    for stem, paths in shared.items():
+        yield RawItem(
+            stem, split, None, label_error=shared_stem_reason(paths), origin=f"{folder.name}/{stem}"
+        )
     for stem, label in labels.items():
-        if stem not in images:
+        if stem not in images and stem not in shared:
             yield RawItem(stem, split, None, label_error=f"no image for label {label.name}",
                           origin=f"{folder.name}/{label.name}")  # fmt: skip

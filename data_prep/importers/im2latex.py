@@ -38,7 +38,9 @@ def iter_items(src: Path) -> Iterator[RawItem]:
                 continue
             stem = Path(parts[0]).stem
             listed.add(stem)
-            yield _item(stem, split, images.get(stem, image_dir / parts[0]), formulas, int(parts[1]), origin)
+            exact = image_dir / parts[0]
+            image = exact if exact.is_file() else images.get(stem, exact)
+            yield _item(stem, split, image, formulas, int(parts[1]), origin)
     for stem, path in images.items():
         if stem not in listed:
             yield RawItem(stem, None, path, label_error="image not in any split list", origin=path.name)

@@ -32,7 +32,8 @@ def iter_items(src: Path) -> Iterator[RawItem]:
                 continue
             index, stem = int(parts[0]), Path(parts[1]).stem
             listed.add(stem)
-            image = images.get(stem, image_dir / f"{stem}.png")
+            exact = image_dir / f"{stem}.png"  # the lists name images without their extension
+            image = exact if exact.is_file() else images.get(stem, exact)
             if index >= len(formulas):
                 error = f"formula line {index} beyond the file's {len(formulas)}"
             elif formulas[index] is None:

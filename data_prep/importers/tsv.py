@@ -10,7 +10,14 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.importers._common import SPLIT_ALIASES, image_files, read_lines, read_raw_lines, require_dir
+from data_prep.importers._common import (
+    IMAGE_SUFFIXES,
+    SPLIT_ALIASES,
+    image_files,
+    read_lines,
+    read_raw_lines,
+    require_dir,
+)
 from data_prep.items import RawItem
 
 DEFAULTS: dict = {}
@@ -31,8 +38,8 @@ _HEADER_WORDS = {
 def iter_items(src: Path, labels: Path | str | None = None) -> Iterator[RawItem]:
     src = require_dir(src, "tsv images")
     labels_path = _labels_path(src, labels)
-    images = image_files(src)
-    by_name = {p.name: p for p in images.values()}
+    images = image_files(src)  # by stem, for rows that name an image without its extension
+    by_name = {p.name: p for p in sorted(src.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     seen: set[str] = set()
     lines = zip(read_lines(labels_path), read_raw_lines(labels_path), strict=True)
     for lineno, (line, raw) in enumerate(lines, 1):
@@ -56,10 +63,10 @@ def iter_items(src: Path, labels: Path | str | None = None) -> Iterator[RawItem]
         if len(row) > 2 and row[2].strip() and split is None:
             item.label_error = f"unknown split {row[2]!r} (use train, dev/validate or test)"
         yield item
-    for stem, path in images.items():
-        if stem not in seen:
+    for name, path in by_name.items():
+        if path.stem not in seen:
             yield RawItem(
-                stem, None, path, label_error=f"image has no row in {labels_path.name}", origin=path.name
+                path.stem, None, path, label_error=f"image has no row in {labels_path.name}", origin=name
             )
 
 

@@ -80,3 +80,14 @@ def test_exif_rotation_is_applied(tmp_path):
     Image.fromarray(gray).save(tmp_path / "r.jpg", exif=exif)
     loaded = load_gray(tmp_path / "r.jpg")
     assert loaded.shape == (60, 20) and loaded[:10].mean() < 60 and loaded[-10:].mean() > 200
+
+
+def test_16_bit_images_scale_by_bit_depth_not_by_their_own_range(tmp_path):
+    blank = np.full((20, 30), 65535, np.uint16)
+    Image.fromarray(blank).save(tmp_path / "blank.png")
+    assert (load_gray(tmp_path / "blank.png") == 255).all(), "a blank 16-bit page stays white"
+    page = blank.copy()
+    page[5, 5], page[10, 10] = 65000, 0  # near-white noise and one real ink pixel
+    Image.fromarray(page).save(tmp_path / "page.png")
+    gray = load_gray(tmp_path / "page.png")
+    assert (gray[5, 5], gray[10, 10]) == (253, 0)

@@ -9,7 +9,9 @@ from tests.data_prep._ingest_fixtures import (
     COURSE_BAD,
     COURSE_GOOD,
     COURSE_TEST_IDS,
+    formula_image,
     make_course,
+    save,
     tree_snapshot,
 )
 
@@ -53,3 +55,27 @@ def test_course_keep_switches_keep_them(course, tmp_path):
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert {d["id"] for d in manifest["dropped"]} == {"t7", "d3"}  # only the error mathpix ones
+
+
+def test_ids_shared_by_two_images_are_dropped_with_reason_and_txt_case_is_ignored(tmp_path):
+    src = tmp_path / "src"
+    save(formula_image("a+b"), src / "train" / "p1.png")
+    (src / "train" / "p1.TXT").write_text("$a+b$", encoding="utf-8")
+    save(formula_image("y"), src / "train" / "p2.png")
+    save(formula_image("z"), src / "train" / "p2.jpg")
+    (src / "train" / "p2.txt").write_text("$y$", encoding="utf-8")
+    out = import_dataset("course", src, tmp_path / "out", workers=0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (out / "train.lst").read_text().split() == ["p1.png", "0"]
+    assert (out / "formulas.norm.lst").read_text().split() == ["a", "+", "b"]
+    [dropped] = manifest["dropped"]
+    assert dropped["id"] == "p2" and "several images share the id" in dropped["reason"]
+
+
+def test_force_never_deletes_a_source_that_lies_inside_out(tmp_path):
+    src = tmp_path / "parent" / "src"
+    make_course(src)
+    before = tree_snapshot(src)
+    with pytest.raises(ValueError, match="lies inside --out"):
+        import_dataset("course", src, tmp_path / "parent", overwrite=True, workers=0)
+    assert tree_snapshot(src) == before

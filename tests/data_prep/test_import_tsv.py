@@ -1,6 +1,7 @@
 """tsv: header, quotes, CRLF, optional split column; otherwise split by seed and ratio."""
 
 import json
+import os
 
 from data_prep.importers import import_dataset
 from tests.data_prep._ingest_fixtures import formula_image, save
@@ -46,3 +47,29 @@ def test_tsv_without_split_column_splits_by_seed_and_ratio(tmp_path):
     assert a == b and a != c
     assert [len(a[s]) for s in ("train", "validate", "test")] == [10, 5, 5]
     assert sorted(sum(a.values(), [])) == sorted(f"img{i}.png" for i in range(20))
+
+
+def test_same_name_different_extension_keeps_each_image_with_its_own_label(tmp_path):
+    src = tmp_path / "src"
+    save(formula_image("a+b"), src / "dup.png")
+    save(formula_image("x^{2}"), src / "dup.jpg")
+    (tmp_path / "l.tsv").write_text("dup.png\ta+b\ttrain\ndup.jpg\tx^{2}\ttrain\n")
+    out = import_dataset("tsv", src, tmp_path / "out", labels=tmp_path / "l.tsv", workers=0)
+    formulas = (out / "formulas.norm.lst").read_text().splitlines()
+    rows = [line.split() for line in (out / "train.lst").read_text().splitlines()]
+    assert sorted(formulas[int(i)] for _, i in rows) == ["a + b", "x ^ { 2 }"]
+    images = {formulas[int(i)]: (out / "images" / name).read_bytes() for name, i in rows}
+    assert images["a + b"] != images["x ^ { 2 }"], "each label keeps its own picture"
+
+
+def test_a_file_name_that_is_not_utf8_is_recorded_not_fatal(tmp_path):
+    src = _folder(tmp_path, 3)
+    save(formula_image("z"), src / "ok.png")
+    bad_name = os.fsdecode(b"bad\xff.png")  # a Latin-1 name from an old archive
+    (src / "ok.png").rename(src / bad_name)
+    (tmp_path / "l.tsv").write_text("".join(f"img{i}.png\tx+{i}\ttrain\n" for i in range(3)))
+    out = import_dataset("tsv", src, tmp_path / "out", labels=tmp_path / "l.tsv", workers=0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["train"] == 3
+    [dropped] = manifest["dropped"]
+    assert dropped["id"] == "bad\udcff" and "no row" in dropped["reason"]

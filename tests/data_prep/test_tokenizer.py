@@ -62,3 +62,11 @@ def test_raw_sample_formulas_tokenise_like_the_normalised_ones(im2latex_raw_samp
             toks = tokenize(line)
             assert all(t and not t.isspace() and " " not in t for t in toks)
             assert r"\label" not in toks
+
+
+def test_a_leading_percent_is_stripped_but_a_later_one_starts_a_comment():
+    # raw im2latex line 'y^2 = ...' written as '%y^2 = ...' is kept by im2markup's normaliser
+    assert tokenize("%y^2 = \\rho") == ["y", "^", "2", "=", "\\rho"]
+    assert tokenize("  %%a") == ["a"]
+    assert tokenize("a=%\\frac{1}{2}") == ["a", "="]
+    assert tokenize("\\label{x} %L=1") == []

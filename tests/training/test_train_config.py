@@ -72,3 +72,9 @@ def test_unknown_key_error_names_it_and_the_valid_keys(data, names):
 def test_bad_values_are_rejected_with_their_path(data, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load_train_config(data)
+
+
+@pytest.mark.parametrize(("path", "value"), [("optim.name", "adamax"), ("schedule.name", "cyclic")])
+def test_unknown_optimizer_or_schedule_names_fail_at_load_time(path, value):
+    with pytest.raises(ConfigError, match=rf"{path}: unknown name '{value}'; valid names: "):
+        load_train_config({}, overrides=[f"{path}={value}"])

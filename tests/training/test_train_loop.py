@@ -142,3 +142,30 @@ def test_every_model_family_trains_with_mixup_accumulation_and_beam_validation(k
     row = result.history[0]
     assert math.isfinite(row["train/loss"]) and 0 <= row["val/avg_score"] <= 100
     assert load_train_config(load_checkpoint(result.best_checkpoint)["config"]).model.kind == kind
+
+
+def test_a_split_without_formulas_is_refused_before_training(tmp_path):
+    from data_prep.importers import import_dataset
+    from tests.data_prep._ingest_fixtures import make_course
+
+    data = import_dataset("course", make_course(tmp_path / "src"), tmp_path / "course", workers=0)
+    cfg = load_train_config(tiny_config(data, data={"val_split": "test"}))
+    with pytest.raises(ValueError, match="split 'test' has no formulas"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_the_logged_lr_is_the_rate_the_epoch_trained_at(overfit_data, tmp_path):
+    schedule = {"name": "multistep", "step_every": 1, "gamma": 0.5}
+    cfg = load_train_config(tiny_config(overfit_data, schedule=schedule, trainer={"epochs": 3}))
+    result = train(cfg, tmp_path / "run")
+    lr = cfg.optim.lr
+    assert [row["lr"] for row in result.history] == pytest.approx([lr, lr / 2, lr / 4])
+
+
+def test_resuming_onecycle_with_more_epochs_is_refused_clearly(overfit_data, tmp_path):
+    onecycle = {"name": "onecycle"}
+    train(load_train_config(tiny_config(overfit_data, schedule=onecycle, trainer={"epochs": 1})), tmp_path)
+    longer = load_train_config(tiny_config(overfit_data, schedule=onecycle, trainer={"epochs": 2}))
+    with pytest.raises(ValueError, match="cannot resume a onecycle run with trainer.epochs=2"):
+        train(longer, tmp_path, resume=True)
