@@ -110,6 +110,9 @@ def _finish(study: optuna.Study, status: str) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # a worker joining from another machine has no index from workers.launch: its pid keeps its
+    # sampler's stream apart from the others'
+    os.environ.setdefault(runner.WORKER_INDEX_ENV, str(os.getpid()))
     study = runner.load_existing(args.name, args.storage)
     spec = runner.spec_from_study(study)
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
@@ -156,7 +159,9 @@ def _print_study_links(port: int) -> None:
         return
     for experiment in experiments:
         if experiment.name != "Default":
-            print(f"  {experiment.name}: http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs")
+            print(
+                f"  {experiment.name}: http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
+            )
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -24,7 +25,7 @@ from core.paths import REPO_ROOT
 from core.typed_config import flatten
 from search.objective import TrialObjective
 from search.space import base_config_dict
-from search.spec import StudySpec, parse_spec
+from search.spec import SpecError, StudySpec, parse_spec
 from search.storage import create_storage, describe_storage
 from search.tracking import PARENT_ATTR, StudyTracker
 
@@ -33,14 +34,18 @@ log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def create_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+WORKER_INDEX_ENV = "SEARCH_WORKER_INDEX"  # set by workers.launch; a remote `worker` uses its pid
+
+
+def create_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    seed = None if spec.sampler.seed is None else (spec.sampler.seed + seed_offset) % 2**32
     if spec.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=spec.sampler.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # group=True: conditional branches (rnn vs transformer knobs) get their own joint models.
         return optuna.samplers.TPESampler(
-            seed=spec.sampler.seed,
+            seed=seed,
             n_startup_trials=spec.sampler.n_startup_trials,
             multivariate=True,
             group=True,
@@ -60,7 +65,7 @@ def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
 
 
 def load_study(spec: StudySpec, storage_url: str | None) -> optuna.Study:
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=spec.name,
         storage=create_storage(spec.name, storage_url),
         sampler=create_sampler(spec),
@@ -68,6 +73,14 @@ def load_study(spec: StudySpec, storage_url: str | None) -> optuna.Study:
         direction=spec.objective.direction,
         load_if_exists=True,
     )
+    # A seeded sampler restarted in each process replays one random stream: a resumed study or a second
+    # worker would repeat earlier trials. Offset the seed by the trials already there and the worker, so a
+    # fresh single-process study stays reproducible and every later process draws anew.
+    started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    offset = len(started) + 7919 * int(os.environ.get(WORKER_INDEX_ENV, "0"))
+    if offset:
+        study.sampler = create_sampler(spec, offset)
+    return study
 
 
 def code_version() -> str:
@@ -101,6 +114,7 @@ def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = 
     """Create or load the study, record its provenance, enqueue baselines once, open the parent run."""
     study = load_study(spec, storage_url)
     attrs = study.user_attrs
+    _refuse_changed_space(study, spec)
     data_hash = dataset_hash(base_config_dict(spec).get("data", {}).get("dataset"))
     if attrs.get("dataset_hash") not in (None, data_hash):
         log.warning(
@@ -126,6 +140,35 @@ def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = 
         )
         study.set_user_attr(PARENT_ATTR, parent)
     return study
+
+
+def _refuse_changed_space(study: optuna.Study, spec: StudySpec) -> None:
+    """Optuna cannot change a parameter's distribution inside a study: every new trial would FAIL. Say so
+    before any trial runs. (Budget, pruner and the like may change between runs.)"""
+    if not study.user_attrs.get("spec_data"):
+        return
+    recorded = {p.path: p for p in spec_from_study(study).space}
+    for param in spec.space:
+        old = recorded.get(param.path)
+        if old is not None and (old.kind, old.choices, old.low, old.high, old.log, old.step) != (
+            param.kind,
+            param.choices,
+            param.low,
+            param.high,
+            param.log,
+            param.step,
+        ):
+            raise SpecError(
+                f"space.{param.path} differs from what study {spec.name!r} was started with "
+                f"({_describe(old)} -> {_describe(param)}); Optuna cannot change a distribution within "
+                "a study: give the spec a new name (a new study) or restore the old range"
+            )
+
+
+def _describe(param: Any) -> str:
+    if param.kind == "categorical":
+        return f"choices {list(param.choices or {})}"
+    return f"{param.kind} {param.low}..{param.high}{' log' if param.log else ''}"
 
 
 def spec_from_study(study: optuna.Study) -> StudySpec:

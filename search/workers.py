@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from core.paths import REPO_ROOT
+from search.runner import WORKER_INDEX_ENV
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ def launch(
 ) -> int:
     """Start one `search worker` process per slot, call `poll` while they run, return the worst exit code."""
     procs = []
-    for slot, share in zip(slots, split_trials(n_trials, len(slots)), strict=False):
+    for index, (slot, share) in enumerate(zip(slots, split_trials(n_trials, len(slots)), strict=False), 1):
         env = dict(os.environ)
+        env[WORKER_INDEX_ENV] = str(index)  # each worker's sampler draws its own stream
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot
         else:  # CPU workers split the cores instead of each starting a thread per core

@@ -6,11 +6,12 @@ python -m pytest tests/search/test_trial_outcomes.py -q
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search.cli import main
 from search.runner import prepare_study, run_worker
-from search.spec import load_spec
+from search.spec import SpecError, load_spec
 from search.storage import create_storage
 from search.tracking import RUN_STATUS, get_client
 
@@ -141,3 +142,26 @@ def test_a_trial_cut_by_ctrl_c_runs_again_when_the_study_resumes(fake_study, fak
     assert rerun.state in (TrialState.COMPLETE, TrialState.PRUNED)  # it ran (the pruner may cut it)
     assert rerun.user_attrs["requeued_from"] == 1
     assert [t.user_attrs.get("requeued_from") for t in study.trials].count(1) == 1, "enqueued once"
+
+
+def test_a_resumed_seeded_study_draws_new_params_not_the_same_stream_again(fake_study, fake_training):
+    fake_training()
+    assert main(["study", fake_study, "--trials", "3"]) == 0  # the baseline + 2 sampled
+    assert main(["study", fake_study, "--trials", "2"]) == 0
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    first, resumed = study.trials[1:3], study.trials[3:5]
+    assert [t.params for t in resumed] != [t.params for t in first]
+
+
+def test_resuming_with_a_changed_distribution_is_a_clear_spec_error(fake_study, fake_training, isolated_home):
+    fake_training()
+    assert main(["study", fake_study, "--trials", "1"]) == 0
+    path = isolated_home / "studies" / f"{fake_study}.yaml"
+    path.write_text(path.read_text().replace("choices: [32, 48, 64]", "choices: [32, 64, 96]"))
+    with pytest.raises(
+        SpecError, match=r"space\.model\.d_model differs .*choices \[32, 48, 64\] -> choices \[32, 64, 96\]"
+    ):
+        prepare_study(load_spec(fake_study), None)
+    assert main(["study", fake_study, "--trials", "1"]) == 2
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    assert len(study.trials) == 1, "no trial ran (and failed) on the changed space"
