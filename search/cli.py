@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -59,7 +60,20 @@ def _trials_to_run(study: optuna.Study, requested: int | None, budget: int) -> i
     return max(budget - runner.count_finished(study), 0)
 
 
+def _budget_guard(requested: int | None, budget: int) -> list:
+    """Without --trials, stop at the spec's budget counted over every process sharing the study (several
+    `make worker`s would each run `budget - finished` trials otherwise)."""
+    if requested is not None:
+        return []
+    return [optuna.study.MaxTrialsCallback(budget, states=runner.FINISHED)]
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill`, `timeout`, docker stop, Slurm: end the trial as Ctrl-C does
+
+
 def cmd_study(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     spec = load_spec(args.name)
     print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
     study = runner.prepare_study(spec, args.storage)
@@ -81,7 +95,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         if len(slots) == 1:
             if slots[0] is not None:
                 os.environ["CUDA_VISIBLE_DEVICES"] = slots[0]
-            runner.run_worker(spec, n, args.storage, callbacks=[progress])
+            guard = _budget_guard(args.trials, spec.budget.n_trials)
+            runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard])
         else:
             code = workers.launch(spec.name, slots, n, args.storage, poll=progress)
             if code:
@@ -102,8 +117,12 @@ def _finish(study: optuna.Study, status: str) -> int:
         f"{info['failed']} failed; best {info['best_value']} (trial {info['best_trial']})"
     )
     tracker = StudyTracker(study.study_name, study.user_attrs.get(PARENT_ATTR))
-    runner.log_parent_summary(study, tracker)
-    tracker.finish_parent(status)
+    try:  # drawing the figures takes seconds: a Ctrl-C then must not leave the parent run RUNNING
+        runner.log_parent_summary(study, tracker)
+    except KeyboardInterrupt:
+        status = "KILLED"
+    finally:
+        tracker.finish_parent(status)
     if info["complete"]:
         print(f"next: python -m search export {study.study_name}  |  python -m search ui")
     return 0
@@ -113,12 +132,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # a worker joining from another machine has no index from workers.launch: its pid keeps its
     # sampler's stream apart from the others'
     os.environ.setdefault(runner.WORKER_INDEX_ENV, str(os.getpid()))
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     study = runner.load_existing(args.name, args.storage)
     spec = runner.spec_from_study(study)
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
     progress = _Progress(study, n, enabled=not args.no_progress)
     try:
-        runner.run_worker(spec, n, args.storage, callbacks=[progress])
+        guard = _budget_guard(args.trials, spec.budget.n_trials)
+        runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard])
     except KeyboardInterrupt:
         return 130
     finally:

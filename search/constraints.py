@@ -60,8 +60,36 @@ def constraint_paths(expr: str) -> list[str]:
     return [p for p in paths if not any(q != p and q.startswith(p + ".") for q in paths)]
 
 
+class _NotApplicable(Exception):
+    """The constraint reads a knob this config does not have (e.g. `model.nhead` for the RNN)."""
+
+
+_ALLOWED_NODES = (
+    ast.Expression, ast.Constant, ast.Name, ast.Attribute, ast.Load, ast.BinOp, ast.Compare, ast.BoolOp,
+    ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, *_BINOPS, *_CMPOPS,
+)  # fmt: skip
+
+
+def check_constraint_syntax(expr: str) -> None:
+    """Refuse, when the spec loads, anything the interpreter below cannot evaluate (`in`, calls, ...)."""
+    for node in ast.walk(ast.parse(expr, mode="eval")):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise SpecError(
+                f"constraints: {expr!r} uses {type(node).__name__}, which is not allowed "
+                "(use paths, numbers, strings, + - * / // % **, == != < <= > >=, and/or/not)"
+            )
+
+
 def evaluate_constraint(expr: str, lookup: dict[str, Any]) -> bool:
-    """True when `expr` holds for the flattened config `lookup` (path -> value)."""
+    """True when `expr` holds for the flattened config `lookup` (path -> value). A constraint on a knob
+    the config does not have (another model family's) does not apply, so it holds."""
+    try:
+        return _evaluate(expr, lookup)
+    except _NotApplicable:
+        return True
+
+
+def _evaluate(expr: str, lookup: dict[str, Any]) -> bool:
 
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -71,7 +99,7 @@ def evaluate_constraint(expr: str, lookup: dict[str, Any]) -> bool:
         if isinstance(node, ast.Name | ast.Attribute):
             path = _dotted(node)
             if path not in lookup:
-                raise SpecError(f"constraint {expr!r}: {path!r} is not a config path")
+                raise _NotApplicable(path)
             return lookup[path]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             return _BINOPS[type(node.op)](ev(node.left), ev(node.right))

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT
 from core.typed_config import flatten
+from search.config_paths import resolved_base
 from search.objective import TrialObjective
 from search.space import base_config_dict
 from search.spec import SpecError, StudySpec, parse_spec
@@ -200,7 +201,8 @@ def run_worker(
     """Run `n_trials` trials of the (already prepared) study in this process."""
     study = load_study(spec, storage_url)
     tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
-    context = flatten(base_config_dict(spec))
+    # `when:` on an unsearched path reads the resolved base, defaults included (model.kind: transformer)
+    context = flatten(resolved_base(base_config_dict(spec)))
     objective = TrialObjective(spec, tracker, context)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

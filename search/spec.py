@@ -9,7 +9,7 @@ A spec error names the key and the bad value (`space.model.nhead.low: ...`). The
     fixed: {trainer.epochs: 3, ...}       # dotted overrides applied to every trial
     space:                                # config path -> distribution
       model.kind: {choices: [rnn, transformer]}
-      model.cnn_channels: {choices: {narrow: [32, 64, 64], wide: [64, 128, 256]}}   # label -> value
+      model.decoder_hidden: {choices: [256, 512], when: {model.kind: rnn}}   # list values: {label: [..]}
       optim.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
       model.nhead: {type: int, low: 2, high: 8, step: 2, when: {model.kind: transformer}}
     constraints: ["model.d_model % model.nhead == 0"]
@@ -29,7 +29,7 @@ from typing import Any
 
 from core.paths import home, studies_dir
 from core.typed_config import load_yaml
-from search.constraints import SpecError, constraint_paths, evaluate_constraint
+from search.constraints import SpecError, check_constraint_syntax, constraint_paths, evaluate_constraint
 
 __all__ = [
     "SpecError",
@@ -196,6 +196,7 @@ def parse_spec(
         data={**data, "base": base},
     )
     _check_sections(spec)
+    _check_config_paths(spec)
     enqueue = _parse_enqueue(data.get("enqueue"), spec)
     return dataclasses.replace(spec, enqueue=enqueue)
 
@@ -334,6 +335,25 @@ def _parse_constraints(value: Any, space: tuple[ParamSpec, ...]) -> tuple[str, .
         except SyntaxError as exc:
             raise SpecError(f"constraints: {expr!r} is not a valid expression ({exc.msg})") from None
     return tuple(value)
+
+
+def _check_config_paths(spec: StudySpec) -> None:
+    """Every path the spec names must exist in the TrainConfig of some model family, and the base with
+    its fixed values must load: a typo is a spec error, not a study whose every trial is pruned."""
+    from search.config_paths import check_path, resolved_base
+    from search.space import base_config_dict
+
+    resolved_base(base_config_dict(spec))
+    for path in spec.fixed:
+        check_path("fixed", path)
+    for param in spec.space:
+        check_path("space", param.path)
+        for parent in param.when:
+            check_path(f"space.{param.path}.when", parent)
+    for expr in spec.constraints:
+        for path in constraint_paths(expr):
+            check_path(f"constraints: {expr!r}", path)
+        check_constraint_syntax(expr)
 
 
 def _section(cls: type, value: Any, key: str) -> Any:

@@ -7,7 +7,7 @@ import re
 import optuna
 import pytest
 
-from core.typed_config import to_dict
+from core.typed_config import flatten, to_dict
 from search.runner import create_sampler
 from search.space import build_config_dict, suggest_params, violated_constraints
 from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
@@ -134,3 +134,43 @@ def test_spec_file_error_names_the_file(tmp_path):
     path.write_text("space: {optim.lr: {type: float, low: 1, high: 0}}\n")
     with pytest.raises(SpecError, match=r"broken.yaml: space.optim.lr: low 1"):
         load_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"space": {"optim.lrr": {"choices": [1e-3]}}}, r"space: 'optim.lrr' is not a config path"),
+        ({"fixed": {"optim.lrr": 1}}, r"base/fixed: unknown key optim.lrr for OptimConfig; valid keys: "),
+        ({"base": {"optim": {"lrr": 1}}}, r"base/fixed: unknown key optim.lrr"),
+        ({"space": {"optim.lr": {"choices": [1e-3], "when": {"optim.nme": "adamw"}}}},
+         r"space.optim.lr.when: 'optim.nme' is not a config path"),
+        ({"constraints": ["model.d_modl % 2 == 0"]}, r"'model.d_modl' is not a config path"),
+        ({"constraints": ["model.kind in ('transformer',)"]}, r"uses In, which is not allowed"),
+    ],
+)
+def test_unknown_config_paths_and_unsupported_constraints_fail_when_the_spec_loads(change, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec({"space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}, **change},
+                   default_name="x")  # fmt: skip
+
+
+def test_a_constraint_on_another_families_knob_does_not_apply():
+    from search.constraints import evaluate_constraint
+
+    rnn = {"model.kind": "rnn", "model.decoder_hidden": 64}
+    assert evaluate_constraint("model.d_model % model.nhead == 0", rnn)
+    transformer = {"model.d_model": 128, "model.nhead": 6}
+    assert not evaluate_constraint("model.d_model % model.nhead == 0", transformer)
+
+
+def test_when_on_an_unsearched_path_reads_its_default():
+    import optuna
+
+    from search.config_paths import resolved_base
+    from search.space import suggest_params
+
+    spec = parse_spec({"space": {"model.nhead": {"choices": [2, 4], "when": {"model.kind": "transformer"}}}},
+                      default_name="x")  # fmt: skip
+    context = flatten(resolved_base({}))
+    params = suggest_params(optuna.create_study().ask(), spec, context)
+    assert set(params) == {"model.nhead"}, "the default model kind is the transformer"

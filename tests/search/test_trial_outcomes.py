@@ -165,3 +165,23 @@ def test_resuming_with_a_changed_distribution_is_a_clear_spec_error(fake_study, 
     assert main(["study", fake_study, "--trials", "1"]) == 2
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     assert len(study.trials) == 1, "no trial ran (and failed) on the changed space"
+
+
+def test_without_trials_a_worker_stops_at_the_budget_shared_with_other_workers(fake_study, fake_training):
+    prepare_study(load_spec(fake_study), None)
+    other = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+
+    def another_worker_finishes_three(config):
+        if not other.user_attrs.get("others_done"):
+            other.set_user_attr("others_done", True)
+            for _ in range(3):
+                done = optuna.trial.create_trial(params={"optim.lr": 1e-3}, distributions=dist, value=1.0)
+                other.add_trial(done)
+        return "ok"
+
+    fake = fake_training(another_worker_finishes_three)
+    assert main(["worker", fake_study]) == 0  # budget n_trials: 8
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))) == 8
+    assert len(fake.calls) == 5
