@@ -131,7 +131,7 @@ def _finish(study: optuna.Study, status: str) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     # a worker joining from another machine has no index from workers.launch: its pid keeps its
     # sampler's stream apart from the others'
-    os.environ.setdefault(runner.WORKER_INDEX_ENV, str(os.getpid()))
+    salt = None if os.environ.get(runner.WORKER_INDEX_ENV) else os.getpid()
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     study = runner.load_existing(args.name, args.storage)
     spec = runner.spec_from_study(study)
@@ -139,7 +139,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     progress = _Progress(study, n, enabled=not args.no_progress)
     try:
         guard = _budget_guard(args.trials, spec.budget.n_trials)
-        runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard])
+        runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], worker_salt=salt)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from core.paths import REPO_ROOT
 from core.typed_config import flatten
 from search.config_paths import resolved_base
-from search.objective import TrialObjective
+from search.objective import INTERRUPTED, TrialObjective
 from search.space import base_config_dict
 from search.spec import SpecError, StudySpec, parse_spec
 from search.storage import create_storage, describe_storage
@@ -65,7 +65,7 @@ def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def load_study(spec: StudySpec, storage_url: str | None) -> optuna.Study:
+def load_study(spec: StudySpec, storage_url: str | None, worker_salt: int | None = None) -> optuna.Study:
     study = optuna.create_study(
         study_name=spec.name,
         storage=create_storage(spec.name, storage_url),
@@ -78,7 +78,9 @@ def load_study(spec: StudySpec, storage_url: str | None) -> optuna.Study:
     # worker would repeat earlier trials. Offset the seed by the trials already there and the worker, so a
     # fresh single-process study stays reproducible and every later process draws anew.
     started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
-    offset = len(started) + 7919 * int(os.environ.get(WORKER_INDEX_ENV, "0"))
+    if worker_salt is None:
+        worker_salt = int(os.environ.get(WORKER_INDEX_ENV, "0"))
+    offset = len(started) + 7919 * worker_salt
     if offset:
         study.sampler = create_sampler(spec, offset)
     return study
@@ -186,7 +188,9 @@ def spec_from_study(study: optuna.Study) -> StudySpec:
 
 
 def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials against the budget; a trial cut by Ctrl-C is not one (it is enqueued again)."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return sum(t.user_attrs.get("reason") != INTERRUPTED for t in trials)
 
 
 def run_worker(
@@ -197,9 +201,11 @@ def run_worker(
     tracking: bool = True,
     callbacks: list[Any] = (),
     timeout: float | None = None,
+    worker_salt: int | None = None,
 ) -> optuna.Study:
-    """Run `n_trials` trials of the (already prepared) study in this process."""
-    study = load_study(spec, storage_url)
+    """Run `n_trials` trials of the (already prepared) study in this process; `worker_salt` keeps this
+    worker's sampler stream apart from the others' (default: the index workers.launch gives it)."""
+    study = load_study(spec, storage_url, worker_salt)
     tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
     # `when:` on an unsearched path reads the resolved base, defaults included (model.kind: transformer)
     context = flatten(resolved_base(base_config_dict(spec)))
@@ -233,7 +239,7 @@ def requeue_interrupted(study: optuna.Study, numbers: list[int]) -> list[int]:
         study.enqueue_trial(trial.params, user_attrs={**keep, "requeued_from": trial.number})
         requeued.append(trial.number)
     if requeued:
-        log.warning("interrupted trial(s) %s enqueued again: resuming the study runs them first", requeued)
+        log.warning("interrupted trial(s) %s enqueued again: resuming the study runs them", requeued)
     return requeued
 
 

@@ -53,6 +53,9 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     """The experiment named after the study, created on first use with artifacts under mlruns/."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":  # deleted in the UI: runs cannot be added to it
+            log.warning("MLflow experiment %r was deleted; restoring it to log the study", name)
+            client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     location = (mlruns_dir() / "artifacts" / name).resolve().as_uri()
     try:

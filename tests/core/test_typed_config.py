@@ -133,3 +133,9 @@ def test_load_yaml_errors_are_clear(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_yaml(tmp_path / "list.yaml")
+
+
+def test_a_yaml_syntax_error_is_a_config_error_naming_the_file(tmp_path):
+    (tmp_path / "broken.yaml").write_text("optim: {lr: 1e-3\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml is not valid YAML"):
+        load_yaml(tmp_path / "broken.yaml")

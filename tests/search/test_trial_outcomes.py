@@ -180,8 +180,17 @@ def test_without_trials_a_worker_stops_at_the_budget_shared_with_other_workers(f
                 other.add_trial(done)
         return "ok"
 
-    fake = fake_training(another_worker_finishes_three)
-    assert main(["worker", fake_study]) == 0  # budget n_trials: 8
+    fake_training(another_worker_finishes_three)
+    assert main(["worker", fake_study]) == 0  # budget n_trials: 8; alone it would run all 8
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))) == 8
-    assert len(fake.calls) == 5
+
+
+def test_an_experiment_deleted_in_the_ui_is_restored_not_fatal(fake_study, fake_training):
+    fake_training()
+    assert main(["study", fake_study, "--trials", "1"]) == 0
+    client = get_client()
+    client.delete_experiment(client.get_experiment_by_name(fake_study).experiment_id)
+    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert client.get_experiment_by_name(fake_study).lifecycle_stage == "active"
+    assert "trial-1" in _runs(fake_study)
