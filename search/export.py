@@ -56,6 +56,8 @@ def export_top(study: optuna.Study, k: int = 1, folder: Path | None = None) -> l
             f"study {study.study_name!r} has no complete trial to export yet; "
             f"run `make study NAME={study.study_name}`"
         )
+    for stale in folder.glob(f"{study.study_name}.top*.yaml"):  # ranks of an earlier, longer export
+        stale.unlink()
     written = []
     for rank, trial in enumerate(trials, start=1):
         name = f"{study.study_name}.best.yaml" if rank == 1 else f"{study.study_name}.top{rank}.yaml"

@@ -53,3 +53,13 @@ def test_report_is_self_contained_with_tables_and_figures(finished_fake_study, i
         assert heading in html
     pruned = sum(t.state.name == "PRUNED" for t in study.trials)
     assert f"<td>PRUNED</td><td>{pruned}</td>" in html
+
+
+def test_a_shorter_export_removes_the_ranks_an_earlier_one_wrote(finished_fake_study, isolated_home):
+    name = finished_fake_study.study_name
+    exports = isolated_home / "studies" / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    (exports / f"{name}.top3.yaml").write_text("# from an earlier export of this study\n")
+    (exports / "other.top2.yaml").write_text("# another study's export stays\n")
+    assert main(["export", name, "--top", "1"]) == 0
+    assert sorted(p.name for p in exports.iterdir()) == [f"{name}.best.yaml", "other.top2.yaml"]
