@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.paths import home, studies_dir
-from core.typed_config import load_yaml
+from core.typed_config import ConfigError, from_dict, load_yaml
 from search.constraints import SpecError, check_constraint_syntax, constraint_paths, evaluate_constraint
 
 __all__ = [
@@ -292,6 +292,8 @@ def _parse_param(path: str, dist: Any) -> ParamSpec:
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
         raise SpecError(f"{where}.step: {step!r} must be a positive number")
     if kind == "int":
+        if step is not None and float(step) != int(step):
+            raise SpecError(f"{where}.step: {step!r} must be a whole number for an int parameter")
         low, high, step = int(low), int(high), (int(step) if step is not None else None)
     return ParamSpec(path, kind, low=low, high=high, log=log, step=step, when=when)
 
@@ -357,28 +359,11 @@ def _check_config_paths(spec: StudySpec) -> None:
 
 
 def _section(cls: type, value: Any, key: str) -> Any:
-    if value is None:
-        return cls()
-    if not isinstance(value, dict):
-        raise SpecError(f"{key}: {value!r} must be a mapping")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - set(names))
-    if unknown:
-        raise SpecError(f"unknown key {key}.{unknown[0]}; valid keys: {', '.join(sorted(names))}")
-    defaults = cls()
-    for name, item in value.items():
-        default = getattr(defaults, name)
-        expected = (
-            type(default) if default is not None else (int if name in ("seed", "max_epochs") else float)
-        )
-        if item is None and name in ("seed", "timeout", "max_epochs"):
-            continue
-        ok = isinstance(item, expected) and not (isinstance(item, bool) and expected is not bool)
-        if expected is float and isinstance(item, int) and not isinstance(item, bool):
-            ok = True
-        if not ok:
-            raise SpecError(f"{key}.{name}: {item!r} must be {expected.__name__}")
-    return cls(**value)
+    """A typed section (budget, sampler, ...): core.typed_config's strict keys and types."""
+    try:
+        return from_dict(cls, value, key)
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _check_sections(spec: StudySpec) -> None:

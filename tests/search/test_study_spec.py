@@ -108,7 +108,7 @@ def test_constraints_evaluate_on_config_paths():
         ({"space": {"optim.lr": {"choices": [1], "lo": 1}}}, "space.optim.lr: unknown key 'lo'"),
         ({"sampler": {"name": "cmaes"}}, "sampler.name: 'cmaes'"),
         ({"pruner": {"name": "hyperband", "min_resourse": 2}}, "pruner.min_resourse"),
-        ({"budget": {"n_trials": "ten"}}, "budget.n_trials: 'ten'"),
+        ({"budget": {"n_trials": "ten"}}, "budget.n_trials: expected an integer, got 'ten'"),
         ({"enqueue": [{"label": "x", "params": {"optim.lr": 5.0}}]}, "enqueue[0].params.optim.lr: 5.0"),
         ({"enqueue": [{"params": {"optim.momentum": 0.9}}]}, "enqueue[0].params.optim.momentum"),
         ({"fixed": {"optim.lr": 0.1}}, "space.optim.lr: also set under fixed"),
@@ -174,3 +174,12 @@ def test_when_on_an_unsearched_path_reads_its_default():
     context = flatten(resolved_base({}))
     params = suggest_params(optuna.create_study().ask(), spec, context)
     assert set(params) == {"model.nhead"}, "the default model kind is the transformer"
+
+
+def test_typed_sections_read_yaml_numbers_and_int_steps_must_be_whole():
+    space = {"optim.lr": {"choices": [1e-3]}}
+    spec = parse_spec({"space": space, "budget": {"timeout": "1e3"}}, default_name="x")
+    assert spec.budget.timeout == 1000.0  # YAML 1.1 reads 1e3 as a string
+    with pytest.raises(SpecError, match=r"space.model.num_layers.step: 0.5 must be a whole number"):
+        parse_spec({"space": {"model.num_layers": {"type": "int", "low": 1, "high": 4, "step": 0.5}}},
+                   default_name="x")  # fmt: skip
