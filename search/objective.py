@@ -23,6 +23,7 @@ import torch
 
 from core.paths import runs_dir
 from core.typed_config import ConfigError, set_path, to_dict
+from models import validate as validate_model
 from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
 from search.spec import StudySpec
 from search.tracking import StudyTracker, TrialRun
@@ -40,15 +41,6 @@ def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback]) 
     from training.loop import train
 
     return train(config, out_dir, callbacks=callbacks)
-
-
-def validate_model(config: TrainConfig) -> None:
-    """models.validate when the models package offers it (raises InvalidModelConfig)."""
-    import models
-
-    validate = getattr(models, "validate", None)
-    if validate is not None:
-        validate(config.model)
 
 
 class PruneTrial(optuna.TrialPruned):
@@ -161,7 +153,7 @@ class TrialObjective:
         if broken:
             self._infeasible(trial, "constraint", "; ".join(broken))
         try:
-            validate_model(config)  # the model family's own checks, beyond the spec's constraints
+            validate_model(config.model)  # the model family's own checks, beyond the spec's constraints
         except ConfigError as exc:
             self._infeasible(trial, "invalid_config", str(exc))
         trial.set_user_attr("config", resolved)
