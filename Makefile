@@ -14,7 +14,7 @@ EPOCHS ?=
 ARGS ?= synth
 PORT ?= 5000
 
-.PHONY: help venv test test-fast lint bench data study worker ui export report train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search data study worker ui export report train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint: .venv/.stamp ## ruff check
 
 bench: .venv/.stamp ## run the benchmarks, writing benchmarks/results.json
 	$(PY) -m benchmarks
+
+bench-search: .venv/.stamp ## search strategies vs hand tuning on the CPU profile [QUICK=1] (about 2 h; resumable)
+	$(PY) -m benchmarks search $(if $(QUICK),--quick)
 
 data: .venv/.stamp ## prepare a dataset: make data ARGS="synth --out data/synth --n 2000"
 	$(PY) -m data_prep $(ARGS)

@@ -1,6 +1,8 @@
 """python -m benchmarks [NAME ...]: run every benchmarks/bench_*.py (or the named ones).
+python -m benchmarks search [--quick]: the search-strategy comparison (benchmarks/search_arms.py).
 
-Each module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench.
+Each bench_* module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench;
+the search comparison takes hours and writes its own benchmarks/search_results.json.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from core.bench import record
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["search"]:
+        from benchmarks.search_arms import main as search_main
+
+        return search_main(argv[1:])
     names = argv or sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
     failed = []
     for name in names:

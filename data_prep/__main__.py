@@ -36,7 +36,8 @@ def _processing_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ink-threshold", type=int, help="a pixel darker than this is ink (0-255)")
     g.add_argument("--downsample", type=int, help="integer downsampling factor after cropping")
     g.add_argument("--no-pad", dest="pad", action="store_false", default=None, help="do not pad to buckets")
-    g.add_argument("--buckets", type=parse_buckets, help="WxH,WxH,... (default: the course's list)")
+    g.add_argument("--buckets", type=parse_buckets,
+                   help="auto (fitted to the crops: the default but for --format course) or WxH,WxH,...")
     g.add_argument("--max-pixels", type=int, help="decompression-bomb limit in pixels")
     g.add_argument("--split-ratio", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
     g.add_argument("--split-seed", type=int)

@@ -237,7 +237,8 @@ def build_loader(
     transform = build_augment(augment, seed=seed) if isinstance(augment, AugmentConfig) else augment
     dataset = FormulaDataset(root, split, vocab, transform=transform, use_cache=use_cache,
                              max_formula_len=max_formula_len, limit=limit)
-    sampler = BucketBatchSampler(dataset.sizes, batch_size, shuffle=shuffle, seed=seed)
+    sampler = BucketBatchSampler(dataset.sizes, batch_size, shuffle=shuffle, seed=seed,
+                                 min_batch=2 if shuffle else 1)  # shuffled = training: no lone images
     generator = torch.Generator().manual_seed(seed)  # reproducible per-worker seeds (augmentation)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch, num_workers=num_workers,
                       pin_memory=pin_memory, generator=generator)

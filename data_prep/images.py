@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from data_prep.buckets import DEFAULT_BUCKETS, Bucket, fit_bucket
+from data_prep.buckets import AUTO, DEFAULT_BUCKETS, Bucket, fit_bucket
 
 DEFAULT_MAX_PIXELS = 40_000_000  # a 1654x2339 page is 3.9 M; far beyond this is a decompression bomb
 
@@ -25,7 +25,8 @@ class ImageOptions:
     ink_threshold: int = 200  # a pixel darker than this is ink
     downsample: int = 1  # integer factor applied after cropping (im2latex's processed images used 2)
     pad: bool = True
-    buckets: tuple[Bucket, ...] = field(default=DEFAULT_BUCKETS)
+    # "auto": fitted to the crops once all are processed (data_prep.buckets.auto_buckets); or a W x H list
+    buckets: tuple[Bucket, ...] | str = AUTO
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
@@ -151,7 +152,7 @@ def process_gray(gray: np.ndarray, options: ImageOptions) -> np.ndarray:
     elif ink_box(gray, options.ink_threshold) is None:
         raise ImageRejected(f"no ink in image (no pixel darker than ink_threshold={options.ink_threshold})")
     gray = downsample(gray, options.downsample)
-    if options.pad:
+    if options.pad and options.buckets != AUTO:  # auto buckets are padded once every crop is known
         gray = pad_to_bucket(gray, options.buckets)
     return gray
 

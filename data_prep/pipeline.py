@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from data_prep.buckets import AUTO, auto_buckets
 from data_prep.formulas import FormulaOptions, FormulaRejected, clean_formula
-from data_prep.images import ImageOptions, ImageRejected, load_gray, process_gray, save_png
+from data_prep.images import ImageOptions, ImageRejected, load_gray, pad_to_bucket, process_gray, save_png
 from data_prep.items import SPLITS, RawItem
 from data_prep.manifest import write_manifest
 from data_prep.vocab import Vocab
@@ -72,6 +74,8 @@ def prepare_dataset(
         (tmp / "images").mkdir()
         _assign_file_names(entries)
         entries = _process_images(entries, tmp / "images", options, dropped)
+        if options.image.pad and options.image.buckets == AUTO:
+            _pad_to_auto_buckets(entries, tmp / "images", options.workers)
         if not entries:
             reasons = Counter(_reason_kind(d["reason"]) for d in dropped).most_common(5)
             raise NoUsableDataError(
@@ -161,14 +165,7 @@ def _process_images(entries: list[_Entry], images_dir: Path, options: PrepareOpt
             dropped.append(_drop(e.item, "no image for this label"))
         else:
             jobs.append((i, e.item.image, images_dir / e.file_name, options.image))
-    workers = _worker_count(options.workers, len(jobs))
-    bar = dict(total=len(jobs), desc="images", unit="img", disable=None, mininterval=1.0)
-    if workers <= 1:
-        results = [_image_job(job) for job in tqdm(jobs, **bar)]
-    else:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_image_job, jobs, chunksize=8), **bar))
+    results = _map_jobs(_image_job, jobs, options.workers, "images")
     kept = []
     for index, size, reason in results:
         entry = entries[index]
@@ -178,6 +175,40 @@ def _process_images(entries: list[_Entry], images_dir: Path, options: PrepareOpt
             entry.size = size
             kept.append(entry)
     return kept
+
+
+def _pad_job(job: tuple[Path, tuple]) -> tuple[int, int]:
+    path, buckets = job
+    gray = pad_to_bucket(load_gray(path), buckets)
+    save_png(gray, path)
+    return gray.shape
+
+
+def _pad_to_auto_buckets(entries: list[_Entry], images_dir: Path, workers: int | None) -> None:
+    """Second pass for `buckets: auto`: fit buckets to every crop's size, then pad each crop to its own."""
+    buckets = auto_buckets([(w, h) for h, w in (e.size for e in entries)])
+    log.info("auto buckets: %d sizes fitted to %d crops", len(buckets), len(entries))
+    shapes = _map_jobs(_pad_job, [(images_dir / e.file_name, buckets) for e in entries], workers, "padding")
+    for entry, shape in zip(entries, shapes, strict=True):
+        entry.size = shape
+
+
+def _map_jobs(fn, jobs: list, workers: int | None, desc: str) -> list:
+    """fn over jobs, in order, in a process pool for large jobs lists (serial below PARALLEL_MIN_ITEMS)."""
+    workers = _worker_count(workers, len(jobs))
+    bar = dict(total=len(jobs), desc=desc, unit="img", disable=None, mininterval=1.0)
+    if workers <= 1:
+        return [fn(job) for job in tqdm(jobs, **bar)]
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=_leave_signals_to_parent) as pool:
+        return list(tqdm(pool.imap(fn, jobs, chunksize=8), **bar))
+
+
+def _leave_signals_to_parent() -> None:
+    """A forked worker inherits the caller's handlers (a study turns SIGTERM into KeyboardInterrupt): each
+    worker would print its own traceback. The parent alone handles Ctrl-C/SIGTERM and ends the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _worker_count(requested: int | None, n_jobs: int) -> int:

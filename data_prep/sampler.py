@@ -31,6 +31,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: bool,
         seed: int = 0,
         drop_last: bool = False,
+        min_batch: int = 1,
     ):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -40,6 +41,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.drop_last = drop_last
+        # Training passes 2: BatchNorm cannot normalise one image whose features are 1x1 (a deep cut of a
+        # small crop), so a bucket's last lone image joins the batch before it.
+        self.min_batch = int(min_batch)
         self.epoch = 0
         buckets: dict[Hashable, list[int]] = {}
         for index, size in enumerate(sizes):
@@ -49,10 +53,18 @@ class BucketBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def _bounds(self, n: int) -> list[tuple[int, int]]:
+        """(start, stop) of one bucket's batches."""
+        stop = n - n % self.batch_size if self.drop_last else n
+        bounds = [(i, min(i + self.batch_size, stop)) for i in range(0, stop, self.batch_size)]
+        if bounds and bounds[-1][1] - bounds[-1][0] < self.min_batch:
+            if len(bounds) > 1:
+                last = bounds.pop()
+                bounds[-1] = (bounds[-1][0], last[1])
+        return bounds
+
     def __len__(self) -> int:
-        if self.drop_last:
-            return sum(len(ix) // self.batch_size for ix in self.buckets.values())
-        return sum(-(-len(ix) // self.batch_size) for ix in self.buckets.values())
+        return sum(len(self._bounds(len(ix))) for ix in self.buckets.values())
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
@@ -61,8 +73,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             order = np.asarray(indices)
             if rng is not None:
                 order = order[rng.permutation(len(order))]
-            stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-            batches.extend(order[i : i + self.batch_size].tolist() for i in range(0, stop, self.batch_size))
+            batches.extend(order[a:b].tolist() for a, b in self._bounds(len(order)))
         if rng is not None:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         yield from batches

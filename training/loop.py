@@ -179,6 +179,8 @@ class _Run:
         iterator = iter(self.train_loader)
         try:
             for step, batch in enumerate(iterator, 1):
+                if len(batch) == 1 and self._lone_image_untrainable(batch):
+                    continue
                 loss = self._train_step(batch, epoch, step)
                 loss_total, batches, images = loss_total + loss, batches + 1, images + len(batch)
                 bar.update(1)
@@ -209,6 +211,20 @@ class _Run:
         if hasattr(pipeline, "set_random_seed"):
             pipeline.set_random_seed(seed)
 
+    def _lone_image_untrainable(self, batch) -> bool:
+        """A bucket holding a single image, whose encoder features are 1x1: BatchNorm cannot normalise one
+        value per channel, so the image sits this step out (every other image of the epoch still trains)."""
+        with torch.no_grad():
+            self.model.eval()
+            try:
+                memory = self.model.encode(batch.images.to(self.device))  # (1, S, E)
+            finally:
+                self.model.train()
+        if memory.shape[1] > 1:
+            return False
+        logger.debug("skipped a lone %s image: its features are 1x1", tuple(batch.images.shape[-2:]))
+        return True
+
     def _train_step(self, batch, epoch: int, step: int) -> float:
         """One optimizer step over a whole batch, in `grad_accum_steps` micro-batches."""
         cfg = self.cfg
@@ -222,13 +238,13 @@ class _Run:
         norms = [max(1, count_tokens(tgt)) for tgt, _ in parts]
         micro = cfg.micro_batch_size
         total = torch.zeros((), device=self.device)
-        for lo in range(0, len(images), micro):
-            chunk = images[lo : lo + micro].to(self.device, non_blocking=True)  # (b, 1, H, W)
+        for lo, hi in micro_batches(len(images), micro):
+            chunk = images[lo:hi].to(self.device, non_blocking=True)  # (b, 1, H, W)
             with autocast(self.device, self.amp):
                 memory = self.model.encode(chunk)  # (b, S, E)
                 loss = 0.0
                 for (tgt, weight), norm in zip(parts, norms, strict=True):
-                    tgt = trim_targets(tgt[lo : lo + micro], max_out).to(self.device, non_blocking=True)
+                    tgt = trim_targets(tgt[lo:hi], max_out).to(self.device, non_blocking=True)
                     logits = self.model.decode(memory, tgt[:, :-1])  # (b, T-1, V)
                     loss = loss + weight * token_loss_sum(logits, tgt[:, 1:], cfg.loss.label_smoothing) / norm
             loss.backward()
@@ -329,6 +345,15 @@ class _Run:
         # Drop the big objects so a caller that catches an OOM can free GPU memory once it lets go of us.
         self.model = self.optimizer = self.schedule = None
         self.train_loader = self.val_loader = None
+
+
+def micro_batches(n: int, micro: int) -> list[tuple[int, int]]:
+    """(start, stop) of each micro-batch; a lone last image joins the one before it, since BatchNorm cannot
+    train on a single image whose features are 1x1 (a deep encoder cut of a small crop)."""
+    bounds = [(lo, min(lo + micro, n)) for lo in range(0, n, micro)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:

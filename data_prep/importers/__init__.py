@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from data_prep.buckets import AUTO
 from data_prep.formulas import FormulaOptions
 from data_prep.images import ImageOptions
 from data_prep.importers import course, im2latex, im2latex_raw, tsv
@@ -39,7 +40,7 @@ def build_options(**flat) -> PrepareOptions:
                 }
             )
             raise TypeError(f"unknown data_prep option {key!r}; valid options: {', '.join(valid)}")
-    if "buckets" in nested["image"]:
+    if not isinstance(nested["image"].get("buckets", AUTO), str):
         nested["image"]["buckets"] = tuple(tuple(b) for b in nested["image"]["buckets"])
     if "split_ratio" in top:
         top["split_ratio"] = tuple(top["split_ratio"])

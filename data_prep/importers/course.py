@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from data_prep.buckets import DEFAULT_BUCKETS
 from data_prep.importers._common import (
     SPLIT_ALIASES,
     image_files,
@@ -19,7 +20,7 @@ from data_prep.importers._common import (
 )
 from data_prep.items import RawItem, read_label
 
-DEFAULTS: dict = {}
+DEFAULTS: dict = {"buckets": DEFAULT_BUCKETS}  # the course trained on its own bucket list
 
 
 def iter_items(src: Path) -> Iterator[RawItem]:

@@ -48,9 +48,11 @@ def test_pad_puts_ink_top_left_on_white():
 def test_downsample_then_pad():
     img = np.full((200, 400), 255, np.uint8)
     img[50:150, 50:350] = 0
-    out = process_gray(img, ImageOptions(margin=0, downsample=2))
+    out = process_gray(img, ImageOptions(margin=0, downsample=2, buckets=DEFAULT_BUCKETS))
     assert out.shape == (50, 160)  # 150x50 after halving -> bucket 160x50
     assert out[:50, :150].mean() < 10
+    # auto buckets are fitted once every crop is known: a single crop comes back unpadded
+    assert process_gray(img, ImageOptions(margin=0, downsample=2)).shape == (50, 150)
 
 
 def test_transparent_palette_page_composites_onto_white(tmp_path):

@@ -71,3 +71,15 @@ def test_len_matches_batches_for_uneven_buckets():
 def test_bad_arguments_name_the_value(kwargs):
     with pytest.raises(ValueError, match=str(kwargs.get("seed", kwargs["batch_size"]))):
         BucketBatchSampler([(1, 1)], shuffle=True, **kwargs)
+
+
+def test_training_batches_never_hold_a_lone_image():
+    # bucket A: 5 images at batch 2 -> [2, 3] (the lone last image joins the batch before it);
+    # bucket B: one image, nothing to join -> a batch of its own
+    sizes = [(40, 200)] * 5 + [(50, 120)]
+    sampler = BucketBatchSampler(sizes, 2, shuffle=True, seed=0, min_batch=2)
+    batches = list(sampler)
+    assert sorted(len(b) for b in batches) == [1, 2, 3] and len(sampler) == 3
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4, 5]
+    every = BucketBatchSampler(sizes, 2, shuffle=False)
+    assert sorted(len(b) for b in every) == [1, 1, 2, 2] and len(every) == 4

@@ -169,3 +169,12 @@ def test_resuming_onecycle_with_more_epochs_is_refused_clearly(overfit_data, tmp
     longer = load_train_config(tiny_config(overfit_data, schedule=onecycle, trainer={"epochs": 2}))
     with pytest.raises(ValueError, match="cannot resume a onecycle run with trainer.epochs=2"):
         train(longer, tmp_path, resume=True)
+
+
+def test_micro_batches_never_leave_a_lone_image():
+    from training.loop import micro_batches
+
+    assert micro_batches(17, 16) == [(0, 17)]
+    assert micro_batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert micro_batches(9, 4) == [(0, 4), (4, 9)]
+    assert micro_batches(1, 4) == [(0, 1)]

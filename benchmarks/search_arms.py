@@ -1,0 +1,293 @@
+"""python -m benchmarks search [--quick]: does the search pay off? (`make bench-search`)
+
+Five strategies on the CPU profile (studies/transformer-cpu.yaml, dataset synth-cpu), each given the same
+budget in training epochs:
+
+- course_best, reference_default: the hand-tuned baselines enqueued by studies/transformer.yaml (the
+  course's best and the reference default), applied to the profile's base config: one run each;
+- random: random search, no pruning;
+- tpe: the spec's TPE sampler, no pruning;
+- tpe_hyperband: the spec's sampler and pruner, as `make study` runs them.
+
+The search arms start from nothing (no enqueued baselines). random and TPE share the sampler seed, so
+TPE's first random trials are random search's first trials: differences come from the strategy, not the
+draw. Every arm's best config is then retrained at full fidelity with two new seeds
+and scored on the test split, which no search sees. Each arm is its own study (a journal under
+runs/bench-search/) and each retrain writes its result beside its run, so an interrupted benchmark
+continues where it stopped. Results: benchmarks/search_results.json and .html (benchmarks/search_results.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from core.paths import REPO_ROOT, runs_dir
+from core.typed_config import set_path, to_dict
+from search import runner
+from search.space import base_config_dict
+from search.spec import StudySpec, load_spec, parse_spec
+from search.tracking import PARENT_ATTR, StudyTracker
+
+log = logging.getLogger(__name__)
+
+HAND_ARMS = {"course_best": "course-best", "reference_default": "reference-default"}  # -> enqueue label
+HAND_SPEC = "transformer"  # whose enqueued baselines are the hand-tuned configs
+SEARCH_ARMS = ("random", "tpe", "tpe_hyperband")
+STRATEGIES = (*HAND_ARMS, *SEARCH_ARMS)
+SPEC_NAME = "transformer-cpu"
+BUDGET_EPOCHS = 64  # per strategy: 8 full-fidelity trials of 8 epochs (about 2 h for the whole run)
+RETRAIN_SEEDS = (1, 2)  # the searches trained with seed 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: StudySpec  # the profile's spec, possibly shrunk by --quick
+    budget_epochs: int
+    work: Path  # journals and retrain runs
+    out: Path  # search_results.json / .html
+    quick: bool
+    test_limit: int | None = None
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    spec = load_spec(args.spec)
+    if args.quick:
+        data = json.loads(json.dumps(spec.data, default=str))
+        data["dataset"] = "synth-small"
+        # plumbing, not evidence: a slice of synth-small, one epoch a trial, short decoding
+        quick_fixed = {"data.train_limit": 32, "data.val_limit": 8, "model.max_output_len": 24}
+        data["fixed"] = {**(data.get("fixed") or {}), **quick_fixed}
+        data["budget"] = {**data["budget"], "max_epochs": 1}
+        data["sampler"] = {**data["sampler"], "n_startup_trials": 2}
+        data["pruner"] = {**data["pruner"], "min_resource": 1}
+        spec = parse_spec(data, default_name=spec.name, source=spec.source)
+        work = runs_dir() / "bench-search-quick"
+        return Plan(spec, args.budget or 2, work, args.out or work, True, test_limit=8)
+    work = runs_dir() / "bench-search"
+    return Plan(spec, args.budget or BUDGET_EPOCHS, work, args.out or REPO_ROOT / "benchmarks", False)
+
+
+def arm_spec(plan: Plan, arm: str) -> StudySpec:
+    """The study one search arm runs: the profile's space, its own sampler and pruner, no baselines."""
+    data = json.loads(json.dumps(plan.spec.data, default=str))
+    data.pop("enqueue", None)  # an older spec's baselines: the hand arms measure them
+    data["name"] = f"bench-{plan.spec.name}{'-quick' if plan.quick else ''}-{arm}"
+    data["budget"] = {**data["budget"], "n_trials": 10_000}  # the epoch budget stops it, not a count
+    if arm == "random":
+        data["sampler"] = {"name": "random", "seed": data["sampler"].get("seed", 0)}
+    if arm in ("random", "tpe"):
+        data["pruner"] = {"name": "none"}
+    return parse_spec(data, default_name=data["name"], source=plan.spec.source)
+
+
+# -- epochs: the common currency -------------------------------------------------------------------------
+def trial_epochs(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs a trial trained: one report per validated epoch (the profile validates every epoch)."""
+    return len(trial.intermediate_values)
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count, in the order they ended; a trial cut by Ctrl-C is run again and counted then."""
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=runner.FINISHED)
+        if t.user_attrs.get("reason") != runner.INTERRUPTED
+    ]
+    return sorted(trials, key=lambda t: (t.datetime_complete, t.number))
+
+
+def search_summary(study: optuna.Study) -> dict[str, Any]:
+    """Best-so-far curve over consumed epochs (full-fidelity, i.e. COMPLETE, trials only), counts, cost."""
+    consumed, best, best_trial, epochs_to_best, curve, wall = 0, None, None, 0, [], 0.0
+    states = {"PRUNED": 0, "FAIL": 0}
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    for trial in finished_trials(study):
+        consumed += trial_epochs(trial)
+        wall += (trial.datetime_complete - trial.datetime_start).total_seconds()
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+        if trial.state.name == "COMPLETE" and (best is None or sign * trial.value > sign * best):
+            best, best_trial, epochs_to_best = trial.value, trial, consumed
+        curve.append([consumed, best])
+    n = len(curve)
+    return {
+        "best_val_avg": best,
+        "epochs_consumed": consumed,
+        "epochs_to_best": epochs_to_best,
+        "wall_s": round(wall, 1),
+        "trials": n,
+        "pruned": states["PRUNED"],
+        "failed": states["FAIL"],
+        "trials_per_hour": round(3600.0 * n / wall, 2) if wall else None,
+        "best_trial": None if best_trial is None else best_trial.number,
+        "best_config": None if best_trial is None else best_trial.user_attrs.get("config"),
+        "curve": curve,
+    }
+
+
+def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
+    spec = arm_spec(plan, arm)
+    storage = str(plan.work / f"{arm}.journal")
+    study = runner.prepare_study(spec, storage)
+    done = search_summary(study)["epochs_consumed"]
+    if done < plan.budget_epochs:
+        print(f"[{arm}] {done}/{plan.budget_epochs} epochs consumed; searching", flush=True)
+
+        def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            info = search_summary(study)
+            print(
+                f"[{arm}] trial {trial.number} {trial.state.name} after {trial_epochs(trial)} epoch(s): "
+                f"{info['epochs_consumed']}/{plan.budget_epochs} epochs, best {info['best_val_avg']}",
+                flush=True,
+            )
+            if info["epochs_consumed"] >= plan.budget_epochs:
+                study.stop()
+
+        tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR))
+        status = "KILLED"
+        try:
+            runner.run_worker(spec, spec.budget.n_trials, storage, callbacks=[stop_at_budget])
+            status = "FINISHED"
+        finally:
+            tracker.finish_parent(status)
+        study = runner.load_existing(spec.name, storage)
+    return search_summary(study)
+
+
+def run_hand_arm(plan: Plan, arm: str) -> dict[str, Any]:
+    """A hand-tuned config at full fidelity: one run with the searches' seed; its best val epoch."""
+    config = hand_config(plan, HAND_ARMS[arm])
+    result = train_once(plan, arm, "search", config, seed=0, test=False)
+    return {
+        "best_val_avg": result["best_val_avg"],
+        "epochs_consumed": result["epochs"],
+        "epochs_to_best": result["epochs"],
+        "wall_s": result["wall_s"],
+        "trials": 1,
+        "pruned": 0,
+        "failed": 0,
+        "trials_per_hour": round(3600.0 / result["wall_s"], 2) if result["wall_s"] else None,
+        "best_config": config,
+        "curve": [[result["epochs"], result["best_val_avg"]]],
+    }
+
+
+def hand_config(plan: Plan, label: str) -> dict[str, Any]:
+    """A baseline of transformer.yaml on the profile's base config, capped at the profile's epochs."""
+    item = next(e for e in load_spec(HAND_SPEC).enqueue if e.label == label)
+    data = base_config_dict(plan.spec)
+    for path, value in item.params.items():
+        set_path(data, path, value)
+    set_path(data, "trainer.epochs", plan.spec.budget.max_epochs)
+    return to_dict(_load(data))
+
+
+def _load(config: dict[str, Any]):
+    from training.config import load_train_config
+
+    return load_train_config(config)
+
+
+def train_once(plan: Plan, arm: str, tag: str, config: dict[str, Any], *, seed: int, test: bool) -> dict:
+    """Train `config` with `seed` into runs/bench-search/<arm>/<tag>-seed<seed>, scoring the best
+    checkpoint on the test split when `test`. Reuses the stored result of an identical earlier run."""
+    from training.loop import train
+
+    config = json.loads(json.dumps(config))
+    config["trainer"]["seed"] = seed
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    out = plan.work / arm / f"{tag}-seed{seed}"
+    stored = out / "bench_result.json"
+    if stored.exists():
+        previous = json.loads(stored.read_text())
+        if previous.get("config_sha") == digest and (previous.get("test_avg") is not None or not test):
+            return previous
+    print(f"[{arm}] training {tag} with seed {seed}", flush=True)
+    start = time.perf_counter()
+    result = train(_load(config), out)
+    wall = time.perf_counter() - start
+    record = {
+        "config_sha": digest,
+        "seed": seed,
+        "best_val_avg": result.best_metrics.get("val/avg_score"),
+        "epochs": len(result.history),
+        "wall_s": round(wall, 1),
+        "test_avg": score_test(plan, result.best_checkpoint) if test else None,
+    }
+    stored.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def score_test(plan: Plan, checkpoint: Path) -> float:
+    """val/avg_score's definition on the held-out test split, greedy decoding as in validation."""
+    from data_prep.dataset import build_loader
+    from training.checkpoint import load_model
+    from training.evaluate import evaluate
+    from training.loop import resolve_dataset
+    from training.runtime import resolve_device
+
+    device = resolve_device("auto")
+    model, vocab, config = load_model(checkpoint, device)
+    root = resolve_dataset(config.data.dataset)
+    loader = build_loader(root, "test", vocab, 64, shuffle=False, limit=plan.test_limit)
+    result = evaluate(
+        model, loader, vocab, device=device, amp=config.trainer.amp, max_len=config.trainer.val_max_len
+    )
+    return float(result.metrics["avg_score"])
+
+
+def retrain_and_test(plan: Plan, arm: str, summary: dict[str, Any]) -> dict[str, Any]:
+    config = summary.get("best_config")
+    if not config:
+        return {"test_avg_seeds": [], "test_avg_mean": None}
+    runs = [train_once(plan, arm, "retrain", config, seed=s, test=True) for s in RETRAIN_SEEDS]
+    scores = [r["test_avg"] for r in runs]
+    return {
+        "test_avg_seeds": scores,
+        "test_avg_mean": sum(scores) / len(scores),
+        "retrain_val_avg_seeds": [r["best_val_avg"] for r in runs],
+        "retrain_wall_s": round(sum(r["wall_s"] for r in runs), 1),
+    }
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    plan.work.mkdir(parents=True, exist_ok=True)
+    strategies: dict[str, dict[str, Any]] = {}
+    for arm in HAND_ARMS:
+        strategies[arm] = run_hand_arm(plan, arm)
+    for arm in SEARCH_ARMS:
+        strategies[arm] = run_search_arm(plan, arm)
+    for arm in STRATEGIES:
+        strategies[arm].update(retrain_and_test(plan, arm, strategies[arm]))
+    return strategies
+
+
+def main(argv: list[str]) -> int:
+    from benchmarks.search_results import write_results
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks search", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny budget on synth-small (the tests' run)")
+    parser.add_argument("--spec", default=SPEC_NAME, help="the study spec whose space is searched")
+    parser.add_argument("--budget", type=int, help=f"epochs per strategy (default {BUDGET_EPOCHS})")
+    parser.add_argument("--out", type=Path, help="folder for search_results.json/.html")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    plan = make_plan(args)
+    start = time.perf_counter()
+    strategies = run(plan)
+    path = write_results(plan, strategies)
+    print(f"wrote {path} and {path.with_suffix('.html')} ({time.perf_counter() - start:.0f} s this run)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
