@@ -75,7 +75,7 @@ def auto_buckets(sizes: Sequence[Bucket], min_count: int | None = None) -> tuple
     if not sizes:
         return ()
     if min_count is None:
-        min_count = max(8, min(32, len(sizes) // 200))  # batches of 8..32 images fill most buckets
+        min_count = max(4, min(32, len(sizes) // 150))  # at least 4 crops a bucket, 32 on large sets
     widths, heights = _ladder([w for w, _ in sizes]), _ladder([h for _, h in sizes])
     counts: Counter[Bucket] = Counter(
         (next(x for x in widths if x >= w), next(y for y in heights if y >= h)) for w, h in sizes

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from search.tracking import StudyTracker, TrialRun
 from training.callbacks import Callback
 from training.config import TrainConfig, load_train_config
 from training.errors import NonFiniteLossError
+from training.progress import ProgressLine
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +95,14 @@ class TrialObjective:
     """The Optuna objective for one study spec; `tracker` None runs without MLflow."""
 
     def __init__(
-        self, spec: StudySpec, tracker: StudyTracker | None, base_context: dict[str, Any] | None = None
+        self,
+        spec: StudySpec,
+        tracker: StudyTracker | None,
+        base_context: dict[str, Any] | None = None,
+        status: Callable[..., None] | None = None,
     ):
         self.spec, self.tracker = spec, tracker
+        self.status = status  # where a trial's progress line goes (training.progress.ProgressLine's sink)
         self.context = base_context or {}
         self.last_overhead: dict[str, float] = {}
         self.interrupted: list[int] = []  # trials of this process cut short by Ctrl-C
@@ -193,8 +200,11 @@ class TrialObjective:
         out_dir = runs_dir() / "studies" / self.spec.name / f"trial-{trial.number:04d}"
         for attempt in (0, 1):
             callback = _ReportCallback(trial, self.spec.objective.metric, run)
+            callbacks: list[Callback] = [callback]
+            if self.status is not None:
+                callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))
             try:
-                return run_training(config, out_dir, [callback])
+                return run_training(config, out_dir, callbacks)
             except torch.cuda.OutOfMemoryError as exc:
                 _free_memory()
                 accum = config.trainer.grad_accum_steps * 2

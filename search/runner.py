@@ -202,14 +202,16 @@ def run_worker(
     callbacks: list[Any] = (),
     timeout: float | None = None,
     worker_salt: int | None = None,
+    status: Any = None,
 ) -> optuna.Study:
     """Run `n_trials` trials of the (already prepared) study in this process; `worker_salt` keeps this
-    worker's sampler stream apart from the others' (default: the index workers.launch gives it)."""
+    worker's sampler stream apart from the others' (default: the index workers.launch gives it);
+    `status(text, force=False, epoch_seconds=None)` receives each trial's progress line."""
     study = load_study(spec, storage_url, worker_salt)
     tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
     # `when:` on an unsearched path reads the resolved base, defaults included (model.kind: transformer)
     context = flatten(resolved_base(base_config_dict(spec)))
-    objective = TrialObjective(spec, tracker, context)
+    objective = TrialObjective(spec, tracker, context, status)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study.optimize(

@@ -70,12 +70,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit("--resume needs --out DIR: the folder of the run to continue")
     out = args.out or runs_dir() / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     callbacks = []
+    status = None
+    if not config.trainer.progress:  # no tqdm bars (a log file, a spec's setting): one status line
+        from training.progress import ProgressLine, StatusLine
+
+        status = StatusLine()
+        callbacks.append(ProgressLine(status))
     with _mlflow_run(out.name) as run:
         if run is not None:
             from training.mlflow_logging import MlflowCallback
 
             callbacks.append(MlflowCallback())
-        result = train(config, out, callbacks=callbacks, resume=args.resume)
+        try:
+            result = train(config, out, callbacks=callbacks, resume=args.resume)
+        finally:
+            if status is not None:
+                status.close()
     best = result.best_metrics
     score, epoch = best.get("val/avg_score", float("nan")), best.get("epoch", "?")
     print(f"best val/avg_score {score:.2f} at epoch {epoch}; run folder {out}")

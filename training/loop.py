@@ -184,9 +184,11 @@ class _Run:
                 loss = self._train_step(batch, epoch, step)
                 loss_total, batches, images = loss_total + loss, batches + 1, images + len(batch)
                 bar.update(1)
+                rate = images / max(1e-9, time.perf_counter() - start)
                 if step % 10 == 0 or step == len(self.train_loader):
-                    rate = images / max(1e-9, time.perf_counter() - start)
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr():.2e}", img_s=f"{rate:.0f}")
+                for cb in self.callbacks:
+                    cb.on_batch_end(epoch, step, len(self.train_loader), rate)
         finally:
             shutdown_loader_iterator(iterator)
             iterator = None

@@ -13,7 +13,9 @@ from pathlib import Path
 from data_prep.importers._common import first_existing, image_files, read_lines, require_dir
 from data_prep.items import SPLITS, RawItem
 
-DEFAULTS = {"keep_multiline": True, "max_tokens": None}
+# Page renders are at full resolution: im2markup halves the crops (a formula 1130 px wide otherwise pads
+# to a 1600x1600 bucket). `--downsample 1` keeps full resolution.
+DEFAULTS = {"keep_multiline": True, "max_tokens": None, "downsample": 2}
 
 
 def iter_items(src: Path) -> Iterator[RawItem]:

@@ -62,8 +62,14 @@ def test_processed_sample_vocab_and_manifest(processed):
 
 @pytest.mark.slow
 def test_raw_sample_imports_and_crops_tightly(im2latex_raw_sample, tmp_path):
-    out = import_dataset("im2latex-raw", im2latex_raw_sample, tmp_path / "raw", margin=4)
+    from data_prep.importers import im2latex_raw
+
+    assert im2latex_raw.DEFAULTS["downsample"] == 2  # halved by default, as im2markup does
+    # full resolution on request, so the crop can be compared pixel for pixel with the page
+    out = import_dataset("im2latex-raw", im2latex_raw_sample, tmp_path / "raw", margin=4, downsample=1)
     manifest = json.loads((out / "manifest.json").read_text())
+    image_options = manifest["options"]["image"]
+    assert image_options["downsample"] == 1 and image_options["buckets"] == "auto"
     reasons = {d["id"]: d["reason"] for d in manifest["dropped"]}
     # dropped: the three empty lines of the raw formulas.lst and the two formulas that are nothing but a
     # label and a TeX comment (their pages are blank); the 14 formulas that merely start with `%` are kept

@@ -73,3 +73,29 @@ def test_a_file_name_that_is_not_utf8_is_recorded_not_fatal(tmp_path):
     assert manifest["counts"]["train"] == 3
     [dropped] = manifest["dropped"]
     assert dropped["id"] == "bad\udcff" and "no row" in dropped["reason"]
+
+
+def test_tsv_finds_images_by_relative_path_in_subfolders(tmp_path):
+    """A public handwritten set's layout: train/<collection>/<name>.png, labels `<collection>/<name><TAB>
+    latex` without extension and with a space before the LaTeX."""
+    src = tmp_path / "train"
+    for rel in ("c1/a.png", "c2/a.png", "c2/b.jpg", "c3/d.png", "c3/d.jpg", "c4/deep/e.png", "top.png"):
+        save(formula_image("x+1"), src / rel)
+    rows = ["c1/a\t x ^ { 2 }", "c2/a.png\t  y + 1 ", "b\t z", "c3/d\t w", "a\t v", "./c4/deep/e\t u",
+            "c1/missing\t t"]  # fmt: skip
+    (tmp_path / "labels.tsv").write_text("\n".join(rows) + "\n")
+    before = sorted(p.relative_to(src).as_posix() for p in src.rglob("*"))
+    out = import_dataset("tsv", src, tmp_path / "out", labels=tmp_path / "labels.tsv", workers=0,
+                         split_ratio=(1, 0, 0))  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["train"] == 4  # c1/a, c2/a, c2/b (found by its stem alone), c4/deep/e
+    names = sorted(line.split()[0] for line in (out / "train.lst").read_text().splitlines())
+    assert names == ["c1__a.png", "c2__a.png", "c2__b.png", "c4__deep__e.png"]  # unique, from the paths
+    formulas = (out / "formulas.norm.lst").read_text().splitlines()
+    assert sorted(formulas) == sorted(["x ^ { 2 }", "y + 1", "z", "u"])  # surrounding whitespace trimmed
+    reasons = {d["origin"]: d["reason"] for d in manifest["dropped"]}
+    assert "several images share the id 'd'" in reasons["labels.tsv:4"]  # c3/d.png and c3/d.jpg
+    assert "several images share the id 'a'" in reasons["labels.tsv:5"]  # a bare `a`: c1/a or c2/a?
+    assert "missing image file c1/missing" in reasons["labels.tsv:7"]
+    assert {"c3/d.png", "c3/d.jpg", "top.png"} <= {d["origin"] for d in manifest["dropped"]}  # no row
+    assert sorted(p.relative_to(src).as_posix() for p in src.rglob("*")) == before  # source untouched

@@ -73,9 +73,14 @@ class Recorder(Callback):
 
     def __init__(self, stop_at: int | None = None):
         self.stop_at, self.started, self.epochs, self.ended = stop_at, None, [], None
+        self.batches: list[tuple[int, int, int]] = []
 
     def on_train_start(self, config, info):
         self.started = info
+
+    def on_batch_end(self, epoch, step, steps, images_per_s):
+        assert images_per_s > 0
+        self.batches.append((epoch, step, steps))
 
     def on_epoch_end(self, epoch, metrics):
         self.epochs.append((epoch, metrics))

@@ -33,6 +33,8 @@ def test_overfit_run_lowers_loss_and_reaches_avg_score_90(overfit_run):
         expected = EPOCH_KEYS | (VAL_KEYS if row["epoch"] % 20 == 0 else set())
         assert set(row) == expected
     assert [e for e, _ in recorder.epochs] == list(range(1, 81))
+    # 8 images at batch 8: one optimizer step an epoch, each reported as step 1 of 1
+    assert recorder.batches == [(e, 1, 1) for e in range(1, 81)]
     assert recorder.ended is result and recorder.started["train_size"] == 8
     assert {"id", "reference", "prediction"} == set(result.sample_predictions[0])
     best = load_checkpoint(result.best_checkpoint)  # weights_only=True inside

@@ -1,0 +1,124 @@
+"""`python -m benchmarks search --quick`: the search-strategy benchmark's plumbing on a tiny budget, its
+results contract, its resume, and the arithmetic the targets are read with.
+
+    python -m pytest tests/benchmarks/test_search_bench.py -q
+"""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from benchmarks import search_arms
+from benchmarks.search_results import epochs_to_reach, targets
+
+pytestmark = pytest.mark.slow
+FIELDS = {"best_val_avg", "test_avg_mean", "test_avg_seeds", "epochs_consumed", "epochs_to_best", "wall_s",
+          "trials", "pruned", "failed", "trials_per_hour", "best_config"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("bench-home")
+        mp.setenv("IM2LATEX_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        out = home / "out"
+        assert search_arms.main(["--quick", "--out", str(out)]) == 0
+        yield home, out, json.loads((out / "search_results.json").read_text())
+
+
+def test_quick_run_writes_every_strategy_with_the_contract_fields(quick_run):
+    home, out, results = quick_run
+    assert set(results["strategies"]) == set(search_arms.STRATEGIES)
+    assert results["code_version"] and results["machine"] and results["quick"] is True
+    manifest = json.loads((home / "data" / "synth-small" / "manifest.json").read_text())
+    assert results["dataset_hash"] == manifest["content_hash"]
+    budget = results["budget_epochs"]
+    for name, s in results["strategies"].items():
+        assert FIELDS <= set(s), name
+        assert len(s["test_avg_seeds"]) == len(search_arms.SEEDS) and s["seeds"] == [0, 1]
+        assert all(0.0 <= v <= 100.0 for v in s["test_avg_seeds"])
+        assert s["test_avg_mean"] == pytest.approx(sum(s["test_avg_seeds"]) / len(s["test_avg_seeds"]))
+        assert s["best_config"]["trainer"]["epochs"] == results["max_epochs"]
+        if name in search_arms.SEARCH_ARMS:  # stopped at the first trial end past the shared budget
+            assert budget <= s["epochs_consumed"] < budget + results["max_epochs"]
+            assert s["trials"] >= 1 and s["epochs_to_best"] <= s["epochs_consumed"]
+        else:
+            assert s["trials"] == 1 and s["epochs_consumed"] == results["max_epochs"]
+    assert set(results["targets"]) == {
+        "beats_course_best_on_test",
+        "pruning_saves_epochs",
+        "beats_random_on_val",
+    }
+    html = (out / "search_results.html").read_text()
+    assert "plotly" in html.lower() and "tpe_hyperband" in html
+
+
+def test_the_random_arm_samples_without_pruning_and_the_default_arm_prunes(quick_run):
+    args = search_arms.argparse.Namespace(quick=True, spec="transformer-cpu", budget=None, out=None)
+    plan = search_arms.make_plan(args)
+    random_spec, default_spec = (
+        search_arms.arm_spec(plan, "random"),
+        search_arms.arm_spec(plan, "tpe_hyperband"),
+    )
+    assert (random_spec.sampler.name, random_spec.pruner.name) == ("random", "none")
+    assert (default_spec.sampler.name, default_spec.pruner.name) == ("tpe", "hyperband")
+    assert not random_spec.enqueue and not default_spec.enqueue
+
+
+def test_a_second_run_resumes_without_training_again(quick_run, monkeypatch):
+    home, out, first = quick_run
+    import training.loop
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished benchmark trained again")
+
+    monkeypatch.setattr(training.loop, "train", no_training)
+    assert search_arms.main(["--quick", "--out", str(out)]) == 0
+    again = json.loads((out / "search_results.json").read_text())
+    for name, s in first["strategies"].items():
+        assert again["strategies"][name]["test_avg_seeds"] == s["test_avg_seeds"]
+        assert again["strategies"][name]["epochs_consumed"] == s["epochs_consumed"]
+
+
+def _study(values_and_epochs):
+    """A study whose trials ended in this order with (state, value, epochs reported)."""
+    study = optuna.create_study(direction="maximize")
+    for state, value, epochs in values_and_epochs:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=value if state == optuna.trial.TrialState.COMPLETE else None,
+                intermediate_values={e: float(e) for e in range(1, epochs + 1)},
+            )
+        )
+    return study
+
+
+def test_search_summary_counts_epochs_until_the_best_and_only_full_fidelity_scores():
+    C, P = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    summary = search_arms.search_summary(_study([(C, 40.0, 8), (P, None, 2), (C, 55.0, 8), (C, 50.0, 8)]))
+    assert summary["best_val_avg"] == 55.0 and summary["epochs_to_best"] == 18
+    assert summary["epochs_consumed"] == 26 and (summary["trials"], summary["pruned"]) == (4, 1)
+    assert summary["curve"] == [[8, 40.0], [10, 40.0], [18, 55.0], [26, 55.0]]
+    assert epochs_to_reach(summary["curve"], 54.0) == 18 and epochs_to_reach(summary["curve"], 60.0) is None
+
+
+def test_targets_are_read_from_the_figures():
+    strategies = {
+        "course_best": {"test_avg_mean": 40.0, "best_val_avg": 41.0},
+        "random": {"best_val_avg": 50.0},
+        "tpe": {"best_val_avg": 60.0, "epochs_to_best": 100, "curve": [[100, 60.0]]},
+        "tpe_hyperband": {"test_avg_mean": 46.0, "best_val_avg": 59.5, "curve": [[20, 45.0], [30, 59.2]]},
+    }
+    t = targets(strategies)
+    assert t["beats_course_best_on_test"]["met"] and t["beats_course_best_on_test"]["gain"] == 6.0
+    assert t["pruning_saves_epochs"]["met"] and t["pruning_saves_epochs"]["fraction"] == 0.3
+    assert t["beats_random_on_val"]["met"]
+    strategies["tpe_hyperband"]["curve"] = [[20, 45.0], [40, 59.2]]  # 40 % of TPE's epochs: too many
+    strategies["tpe_hyperband"]["test_avg_mean"] = 44.0
+    t = targets(strategies)
+    assert not t["pruning_saves_epochs"]["met"] and not t["beats_course_best_on_test"]["met"]
