@@ -35,6 +35,7 @@ import optuna
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import set_path, to_dict
 from search import runner
+from search.recovery import rerun_trials
 from search.space import base_config_dict
 from search.spec import StudySpec, load_spec, parse_spec
 from search.tracking import PARENT_ATTR, StudyTracker
@@ -100,12 +101,11 @@ def trial_epochs(trial: optuna.trial.FrozenTrial) -> int:
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count, in the order they ended; a trial cut by Ctrl-C is run again and counted then."""
-    trials = [
-        t
-        for t in study.get_trials(deepcopy=False, states=runner.FINISHED)
-        if t.user_attrs.get("reason") != runner.INTERRUPTED
-    ]
+    """Trials that count, in the order they ended; a trial cut short (Ctrl-C, a dead worker) is run again
+    and counted then."""
+    every = study.get_trials(deepcopy=False)
+    rerun = rerun_trials(every)
+    trials = [t for t in every if t.state in runner.FINISHED and t.number not in rerun]
     return sorted(trials, key=lambda t: (t.datetime_complete, t.number))
 
 

@@ -10,6 +10,7 @@ python -m search report smoke [--storage url]
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -17,12 +18,17 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 
 import optuna
+from mlflow.exceptions import MlflowException
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from core.paths import mlruns_dir
 from search import runner, workers
+from search.recovery import PID_ATTR as WORKER_PID
+from search.recovery import WORKER_DIED, recover_stale_trials
 from search.spec import load_spec, spec_path
 from search.storage import describe_storage
 from search.tracking import PARENT_ATTR, StudyTracker, get_client, tracking_uri
@@ -129,7 +135,14 @@ def _budget_guard(requested: int | None, budget: int) -> list:
     `make worker`s would each run `budget - finished` trials otherwise)."""
     if requested is not None:
         return []
-    return [optuna.study.MaxTrialsCallback(budget, states=runner.FINISHED)]
+
+    def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        # runner.count_finished, not Optuna's MaxTrialsCallback: a trial that runs again (cut by Ctrl-C,
+        # lost with its worker) is not part of the budget
+        if runner.count_finished(study) >= budget:
+            study.stop()
+
+    return [stop_at_budget]
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
@@ -142,12 +155,13 @@ def cmd_study(args: argparse.Namespace) -> int:
     print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
     study = runner.prepare_study(spec, args.storage)
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
+    target = runner.count_finished(study) + n
     if n == 0:
         print(
             f"study {spec.name} already has {runner.count_finished(study)} finished trials (budget "
             f"{spec.budget.n_trials}); pass --trials n to add more"
         )
-        return _finish(study, "FINISHED")
+        return _finish(study, "FINISHED", target)
     gpus = workers.visible_gpus()
     per_gpu = int(os.environ.get("TRIALS_PER_GPU", "1"))
     slots = workers.plan_slots(args.workers, gpus, per_gpu)
@@ -157,7 +171,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if note:
         print(note)
     progress = _Progress(study, n, max_epochs=spec.budget.max_epochs)
-    status = "FINISHED"
+    status, deaths = "FINISHED", []
     try:
         if len(slots) == 1:
             if slots[0] is not None:
@@ -166,31 +180,71 @@ def cmd_study(args: argparse.Namespace) -> int:
             trial_status = progress.trial_status
             runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], status=trial_status)
         else:
-            code = workers.launch(spec.name, slots, n, args.storage, poll=progress)
-            if code:
-                print(f"a worker exited with code {code}; see its output above")
+
+            left = functools.partial(_left_to_run, study, target)
+            deaths = workers.launch(spec.name, slots, n, args.storage, poll=progress, remaining=left)
     except KeyboardInterrupt:
         status = "KILLED"
         print("\ninterrupted: the running trial was ended and its MLflow run closed")
     finally:
         progress.close()
-    _finish(study, status)
-    return 130 if status == "KILLED" else 0
+    for report in deaths:
+        print(f"warning: {report}; its trial was failed ({WORKER_DIED}) and enqueued again")
+    return _finish(study, status, target)
 
 
-def _finish(study: optuna.Study, status: str) -> int:
+def _close_parent(tracker: StudyTracker | None, status: str) -> None:
+    try:
+        if tracker is not None:
+            tracker.finish_parent(status)
+    except Exception as exc:  # the study's results are in its storage; MLflow only mirrors them
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"warning: could not close the study's MLflow run ({reason})", file=sys.stderr)
+
+
+def _left_to_run(study: optuna.Study, target: int, live: dict[int, int]) -> int:
+    """Trials no live worker will run: the budget less what is counted, running, or still assigned to a
+    live worker ({pid: its --trials}, less the trials it started)."""
+    recover_stale_trials(study)  # the dead worker's trial runs again: it is left to do
+    trials = study.get_trials(deepcopy=False)
+    started = Counter(t.user_attrs.get(WORKER_PID) for t in trials if t.state != TrialState.WAITING)
+    pending = sum(max(share - started[pid], 0) for pid, share in live.items())
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return max(target - runner.count_finished(study) - running - pending, 0)
+
+
+def _finish(study: optuna.Study, status: str, target: int) -> int:
+    """Close the parent run and say the truth: exit 0 only when the budget was met, nothing is left
+    RUNNING by a dead worker and not every trial failed; 130 after Ctrl-C/SIGTERM."""
+    tracker = runner.tracker_or_none(study.study_name, study.user_attrs.get(PARENT_ATTR))
+    recover_stale_trials(study, tracker)
     info = runner.summary(study)
+    finished = runner.count_finished(study)
     print(
         f"{info['finished']} finished trial(s): {info['complete']} complete, {info['pruned']} pruned, "
         f"{info['failed']} failed; best {info['best_value']} (trial {info['best_trial']})"
     )
-    tracker = StudyTracker(study.study_name, study.user_attrs.get(PARENT_ATTR))
+    all_failed = info["failed"] > 0 and info["complete"] + info["pruned"] == 0
+    if status == "FINISHED" and all_failed:
+        status = "FAILED"
     try:  # drawing the figures takes seconds: a Ctrl-C then must not leave the parent run RUNNING
-        runner.log_parent_summary(study, tracker)
+        if tracker is not None:
+            runner.log_parent_summary(study, tracker)
     except KeyboardInterrupt:
         status = "KILLED"
     finally:
-        tracker.finish_parent(status)
+        _close_parent(tracker, status)
+    if status == "KILLED":
+        return 130
+    if all_failed:
+        name = study.study_name
+        print(f"error: every trial of study {name} failed; each traceback is in its trial's user attrs and "
+              f"MLflow run (python -m search report {name})", file=sys.stderr)  # fmt: skip
+        return 1
+    if finished < target:
+        print(f"error: the budget was not met: {finished} of {target} trials counted (see the warnings "
+              "above); run the same command again to finish it", file=sys.stderr)  # fmt: skip
+        return 1
     if info["complete"]:
         print(f"next: python -m search export {study.study_name}  |  python -m search ui")
     return 0
@@ -273,10 +327,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     ]
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
     _print_study_links(args.port)
+    # `kill`/SIGTERM must stop the server too: otherwise it is orphaned and keeps the port
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    server = subprocess.Popen(cmd, start_new_session=True)  # its workers die with its process group
     try:
-        return subprocess.call(cmd)
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, LookupError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (FileNotFoundError, LookupError, ValueError, RuntimeError, MlflowException) as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only studies/ or mlruns/, a full disk: one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where} (check that it is writable)", file=sys.stderr)
         return 2

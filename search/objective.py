@@ -25,6 +25,7 @@ import torch
 from core.paths import runs_dir
 from core.typed_config import ConfigError, set_path, to_dict
 from models import validate as validate_model
+from search.recovery import INTERRUPTED, record_worker
 from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
 from search.spec import StudySpec
 from search.tracking import StudyTracker, TrialRun
@@ -35,7 +36,6 @@ from training.progress import ProgressLine
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted"  # user attr `reason` of a trial cut short by Ctrl-C
 
 
 def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback]) -> Any:
@@ -117,6 +117,7 @@ class TrialObjective:
 
     def _objective(self, trial: optuna.Trial) -> float:
         start = time.perf_counter()
+        record_worker(trial)
         params = suggest_params(trial, self.spec, self.context)
         try:
             config = self._resolve(trial, params)
@@ -131,6 +132,8 @@ class TrialObjective:
         if self.tracker is None:
             return self._run(trial, config, None)
         with self.tracker.trial_run(trial.number, params, to_dict(config)) as run:
+            if run.error:
+                trial.set_user_attr("tracking_error", run.error)
             try:
                 value = self._run(trial, config, run)
             except PruneTrial as exc:

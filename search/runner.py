@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 from core.paths import REPO_ROOT
 from core.typed_config import flatten
 from search.config_paths import resolved_base
-from search.objective import INTERRUPTED, TrialObjective
+from search.objective import TrialObjective
+from search.recovery import recover_stale_trials, rerun_trials
 from search.space import base_config_dict
 from search.spec import SpecError, StudySpec, parse_spec
 from search.storage import create_storage, describe_storage
@@ -115,10 +116,11 @@ def dataset_hash(dataset: str | None) -> str:
 
 def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = True) -> optuna.Study:
     """Create or load the study, record its provenance, enqueue baselines once, open the parent run."""
+    # the dataset first: a missing one is a clear error that leaves no empty journal behind
+    data_hash = dataset_hash(base_config_dict(spec).get("data", {}).get("dataset"))
     study = load_study(spec, storage_url)
     attrs = study.user_attrs
     _refuse_changed_space(study, spec)
-    data_hash = dataset_hash(base_config_dict(spec).get("data", {}).get("dataset"))
     if attrs.get("dataset_hash") not in (None, data_hash):
         log.warning(
             "study %s was started on dataset %s but the data now hashes to %s; scores may not be comparable",
@@ -136,8 +138,9 @@ def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = 
             study.enqueue_trial(item.params, user_attrs={"baseline": item.label})
         log.info("enqueued %d baseline trial(s)", len(spec.enqueue))
     study.set_user_attr("enqueued", True)
-    if tracking:
-        tracker = StudyTracker(spec.name, attrs.get(PARENT_ATTR))
+    tracker = StudyTracker(spec.name, attrs.get(PARENT_ATTR)) if tracking else None
+    recover_stale_trials(study, tracker)  # before any budget is counted: lost trials run again
+    if tracker is not None:
         parent = tracker.ensure_parent(
             {"dataset_hash": data_hash, "code_version": study.user_attrs["code_version"]}
         )
@@ -188,9 +191,11 @@ def spec_from_study(study: optuna.Study) -> StudySpec:
 
 
 def count_finished(study: optuna.Study) -> int:
-    """Finished trials against the budget; a trial cut by Ctrl-C is not one (it is enqueued again)."""
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(t.user_attrs.get("reason") != INTERRUPTED for t in trials)
+    """Finished trials against the budget; a trial that runs again (cut by Ctrl-C, lost with its worker)
+    is not one."""
+    trials = study.get_trials(deepcopy=False)
+    rerun = rerun_trials(trials)
+    return sum(t.state in FINISHED and t.number not in rerun for t in trials)
 
 
 def run_worker(
@@ -208,23 +213,37 @@ def run_worker(
     worker's sampler stream apart from the others' (default: the index workers.launch gives it);
     `status(text, force=False, epoch_seconds=None)` receives each trial's progress line."""
     study = load_study(spec, storage_url, worker_salt)
-    tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
+    tracker = tracker_or_none(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
     # `when:` on an unsearched path reads the resolved base, defaults included (model.kind: transformer)
     context = flatten(resolved_base(base_config_dict(spec)))
     objective = TrialObjective(spec, tracker, context, status)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    recover_stale_trials(study, tracker)
+
+    def recover_after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        recover_stale_trials(study, tracker)  # a sibling worker that died meanwhile
+
     try:
         study.optimize(
             objective,
             n_trials=n_trials,
             timeout=timeout if timeout is not None else spec.budget.timeout,
             catch=(Exception,),
-            callbacks=[*callbacks, _release_gpu_memory],
+            callbacks=[recover_after_trial, *callbacks, _release_gpu_memory],
         )
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)
         raise
     return study
+
+
+def tracker_or_none(name: str, parent_run_id: str | None) -> StudyTracker | None:
+    """A worker whose MLflow store broke after the study started still trains its trials (untracked)."""
+    try:
+        return StudyTracker(name, parent_run_id)
+    except Exception as exc:
+        log.warning("MLflow is unusable (%s): this worker's trials train without MLflow runs", exc)
+        return None
 
 
 def requeue_interrupted(study: optuna.Study, numbers: list[int]) -> list[int]:

@@ -10,6 +10,7 @@ a dead worker's trial is failed and queued again.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 180  # a trial whose worker has been silent this long is failed and retried
+HEARTBEAT_ENV = "SEARCH_HEARTBEAT_S"  # overrides the interval (grace: 3x); tests use seconds, not minutes
 MAX_RETRY = 2
 RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
 
@@ -68,6 +70,7 @@ def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseSto
             "(leave it out for studies/<NAME>.journal)"
         )
     url = _with_installed_driver(url)
+    interval = int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_INTERVAL_S))
     if scheme == "sqlite":
         log.warning(
             "SQLite storage is not safe for several worker processes; prefer the journal file default"
@@ -77,7 +80,7 @@ def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseSto
         return RDBStorage(
             url,
             engine_kwargs={"pool_pre_ping": True} if scheme != "sqlite" else None,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=GRACE_PERIOD_S,
+            heartbeat_interval=interval,
+            grace_period=GRACE_PERIOD_S if interval == HEARTBEAT_INTERVAL_S else 3 * interval,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )

@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from core.paths import mlruns_dir
 from core.typed_config import flatten
+from search.mlflow_store import ensure_store
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,9 @@ def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    mlruns_dir().mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+    store = mlruns_dir() / "mlflow.db"
+    ensure_store(store)  # created whole or not at all; a half-made one is a clear StoreError
+    return f"sqlite:///{store}"
 
 
 def get_client() -> MlflowClient:
@@ -86,40 +88,44 @@ def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 class TrialRun:
     """One trial's child run: params at start, a log_batch per epoch, tags and status at the end."""
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    def __init__(self, client: MlflowClient | None, run_id: str | None, error: str | None = None):
         self.client, self.run_id = client, run_id
+        self.error = error  # why there is no run (an unwritable or locked store): the trial trains anyway
         self.seconds = 0.0  # time spent in MLflow calls (the harness-overhead benchmark reads it)
         self.sample_predictions: list[dict[str, Any]] = []
         self.finished = False
 
-    def _timed(self, fn, *args, **kwargs) -> None:
+    def _timed(self, method: str, *args, **kwargs) -> None:
+        """self.client.<method>(*args, **kwargs), timed; a failure is logged, never raised."""
+        if self.run_id is None:
+            return
         start = time.perf_counter()
         try:
-            fn(*args, **kwargs)
+            getattr(self.client, method)(*args, **kwargs)
         except Exception as exc:  # tracking must never kill a trial
-            log.warning("MLflow call %s failed for run %s: %s", getattr(fn, "__name__", fn), self.run_id, exc)
+            log.warning("MLflow call %s failed for run %s: %s", method, self.run_id, exc)
         finally:
             self.seconds += time.perf_counter() - start
 
     def log_params(self, params: dict[str, Any]) -> None:
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for i in range(0, len(items), MAX_BATCH):
-            self._timed(self.client.log_batch, self.run_id, params=items[i : i + MAX_BATCH])
+            self._timed("log_batch", self.run_id, params=items[i : i + MAX_BATCH])
 
     def log_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
         now = int(time.time() * 1000)
         rows = [Metric(k, v, now, epoch) for k, v in numeric_metrics(metrics).items()]
         if rows:
-            self._timed(self.client.log_batch, self.run_id, metrics=rows)
+            self._timed("log_batch", self.run_id, metrics=rows)
         if metrics.get("sample_predictions"):
             self.sample_predictions = list(metrics["sample_predictions"])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
-        self._timed(self.client.log_batch, self.run_id, tags=items)
+        self._timed("log_batch", self.run_id, tags=items)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._timed(self.client.log_text, self.run_id, text, artifact_file)
+        self._timed("log_text", self.run_id, text, artifact_file)
 
     def finish(self, state: str, tags: dict[str, Any] | None = None) -> None:
         """End the run with the status that matches the Optuna `state` (KILLED when unknown)."""
@@ -127,11 +133,11 @@ class TrialRun:
         if self.sample_predictions:
             rows = self.sample_predictions
             table = {key: [str(r.get(key, "")) for r in rows] for key in ("id", "reference", "prediction")}
-            self._timed(
-                self.client.log_table, self.run_id, data=table, artifact_file="sample_predictions.json"
-            )
+            self._timed("log_table", self.run_id, data=table, artifact_file="sample_predictions.json")
+        if self.run_id is None:
+            return
         self.set_tags({"optuna.state": state, **(tags or {})})
-        self._timed(self.client.set_terminated, self.run_id, status=RUN_STATUS.get(state, "KILLED"))
+        self._timed("set_terminated", self.run_id, status=RUN_STATUS.get(state, "KILLED"))
 
 
 class StudyTracker:
@@ -176,8 +182,13 @@ class StudyTracker:
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
         start = time.perf_counter()
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}", tags=tags)
-        child = TrialRun(self.client, run.info.run_id)
+        try:
+            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}", tags=tags)
+            child = TrialRun(self.client, run.info.run_id)
+        except Exception as exc:  # a store that broke mid-study costs the trial its run, not its training
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("trial %d trains without an MLflow run: %s", trial_number, reason)
+            child = TrialRun(None, None, error=reason[:500])
         child.seconds += time.perf_counter() - start
         child.log_params({**flatten(config), **{f"optuna.{k}": v for k, v in params.items()}})
         child.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")

@@ -1,4 +1,5 @@
 """Worker processes for one study: one per visible GPU (pinned with CUDA_VISIBLE_DEVICES), or k on CPU.
+A worker that dies (kill -9, a crash) is reported and replaced while trials are left.
 
     python -m search study transformer --workers 4       # TRIALS_PER_GPU=2 packs two workers per GPU
 
@@ -49,6 +50,16 @@ def split_trials(n_trials: int, n_workers: int) -> list[int]:
     return [s for s in shares if s > 0]
 
 
+def describe_exit(code: int) -> str:
+    """-9 -> 'killed by signal 9 (SIGKILL)'; 3 -> 'exit code 3'."""
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 def launch(
     name: str,
     slots: list[str | None],
@@ -56,37 +67,67 @@ def launch(
     storage_url: str | None,
     poll: Callable[[], None] | None = None,
     poll_every_s: float = 2.0,
-) -> int:
-    """Start one `search worker` process per slot, call `poll` while they run, return the worst exit code."""
-    procs = []
-    for index, (slot, share) in enumerate(zip(slots, split_trials(n_trials, len(slots)), strict=False), 1):
+    remaining: Callable[[dict[int, int]], int] | None = None,
+) -> list[str]:
+    """Start one `search worker` process per slot and call `poll` while they run. A worker that dies
+    abnormally (a signal, a crash) is reported and, while `remaining({pid: trials} of the live workers)`
+    says trials are left, replaced by a new worker on its slot, which first recovers the dead worker's
+    trial. Returns the reports."""
+    shares = split_trials(n_trials, len(slots))
+    procs: list[tuple[int, str | None, subprocess.Popen]] = []
+    assigned: dict[int, int] = {}
+
+    def start(index: int, slot: str | None, trials: int) -> None:
         env = dict(os.environ)
         env[WORKER_INDEX_ENV] = str(index)  # each worker's sampler draws its own stream
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot
         else:  # CPU workers split the cores instead of each starting a thread per core
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(slots))))
-        cmd = [sys.executable, "-m", "search", "worker", name, "--trials", str(share), "--no-progress"]
+        cmd = [sys.executable, "-m", "search", "worker", name, "--trials", str(trials), "--no-progress"]
         if storage_url:
             cmd += ["--storage", storage_url]
-        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO_ROOT))
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
+        procs.append((index, slot, proc))
+        assigned[proc.pid] = trials
+
+    for index, (slot, share) in enumerate(zip(slots, shares, strict=False), 1):
+        start(index, slot, share)
+    deaths: list[str] = []
+    seen: set[int] = set()
     try:
-        while any(p.poll() is None for p in procs):
+        while any(p.poll() is None for _, _, p in procs):
+            for index, slot, p in list(procs):
+                code = p.poll()
+                if code is None or code in (0, 130) or p.pid in seen:
+                    continue
+                seen.add(p.pid)
+                report = f"worker {index} (pid {p.pid}) died: {describe_exit(code)}"
+                deaths.append(report)
+                log.warning("%s", report)
+                live = {q.pid: assigned[q.pid] for _, _, q in procs if q.poll() is None}
+                left = remaining(live) if remaining is not None else 0
+                if left > 0 and len(deaths) <= len(slots):  # one that keeps dying is not replaced forever
+                    log.warning("starting a replacement worker for the %d trial(s) left", left)
+                    start(index + 100 * len(deaths), slot, left)
             if poll is not None:
                 poll()
             time.sleep(poll_every_s)
     except KeyboardInterrupt:
         # The children share our terminal's process group and got the same Ctrl-C; give them time to
         # close their trial and MLflow run, then make sure they are gone.
-        for p in procs:
+        for _, _, p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-        for p in procs:
+        for _, _, p in procs:
             try:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
         raise
+    for index, _, p in procs:  # one that died in the last poll interval
+        if p.returncode not in (0, 130) and p.pid not in seen:
+            deaths.append(f"worker {index} (pid {p.pid}) died: {describe_exit(p.returncode)}")
     if poll is not None:
         poll()
-    return max((p.returncode for p in procs), default=0)
+    return deaths

@@ -59,3 +59,41 @@ def test_course_label_problems_are_reported(tmp_path):
     assert set(reasons) == {"latin1", "empty", "nolabel", "orphan"}
     assert "not UTF-8" in reasons["latin1"] and reasons["empty"] == "empty formula"
     assert "missing label file nolabel.txt" in reasons["nolabel"] and "no image" in reasons["orphan"]
+
+
+def test_corrupt_files_in_a_real_sample_copy_are_dropped_with_their_reasons(im2latex_sample, tmp_path):
+    """The real im2latex sample with what a broken download or disk leaves: a truncated PNG, a zero-byte
+    one, text named .png, a decompression bomb, a non-UTF-8 formula line and a split line naming an image
+    that is not there. Every other item imports; the copy is not written to."""
+    import shutil
+
+    import numpy as np
+
+    src = shutil.copytree(im2latex_sample, tmp_path / "sample")
+    rows = [line.split() for line in (src / "train_filter.lst").read_text().splitlines() if line.strip()]
+    (truncated, _), (zero, _), (text, _), (bomb, _), (bad_utf8, line) = rows[:5]
+    images = src / "images_processed"
+    (images / truncated).write_bytes((images / truncated).read_bytes()[:200])
+    (images / zero).write_bytes(b"")
+    (images / text).write_text("<html>404 not found</html>")
+    huge = np.full((7000, 7000), 255, np.uint8)
+    huge[3500, 100:6900] = 0
+    save(huge, images / bomb)
+    formulas = (src / "formulas.norm.lst").read_bytes().split(b"\n")
+    formulas[int(line)] = b"\\frac { a } { b } \xff\xfe"
+    (src / "formulas.norm.lst").write_bytes(b"\n".join(formulas))
+    with (src / "train_filter.lst").open("a") as f:
+        f.write("not_there.png 0\n")
+    before = tree_snapshot(src)
+    out = import_dataset("im2latex", src, tmp_path / "out", workers=0)  # the bomb: 49 M > 40 M pixels
+    reasons = {d["id"]: d["reason"] for d in json.loads((out / "manifest.json").read_text())["dropped"]}
+    stem = lambda name: name.rsplit(".", 1)[0]  # noqa: E731
+    assert "unreadable image" in reasons[stem(truncated)]
+    assert "zero-byte" in reasons[stem(zero)]
+    assert "unreadable image" in reasons[stem(text)]
+    assert "decompression-bomb" in reasons[stem(bomb)]
+    assert "not UTF-8" in reasons[stem(bad_utf8)]
+    assert "missing image file" in reasons["not_there"]
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["train"] == len(rows) - 5 and counts["validate"] == 85 and counts["test"] == 100
+    assert tree_snapshot(src) == before

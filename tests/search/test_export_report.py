@@ -38,7 +38,7 @@ def test_export_writes_the_best_trials_config_with_provenance(finished_fake_stud
 
 def test_export_without_a_complete_trial_says_what_to_run(fake_study, fake_training, capsys):
     fake_training(lambda config: "boom")
-    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert main(["study", fake_study, "--trials", "1"]) == 1  # every trial failed: not a success
     assert main(["export", fake_study]) == 1
     assert "no complete trial" in capsys.readouterr().err
 

@@ -1,0 +1,113 @@
+"""The MLflow store under mlruns/ (`mlflow.db`, SQLite): created whole or not at all.
+
+Creating the store runs MLflow's schema migrations, which take seconds. A process killed meanwhile (the
+OOM killer, a dropped SSH session) used to leave a half-migrated `mlflow.db` that every later command
+died on with a raw SQLAlchemy traceback. Now a new store is built under a temporary name and linked into
+place only when complete; a half-made store from before is named with what to do about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+_CHECKED: set[Path] = set()
+
+
+class StoreError(RuntimeError):
+    """The MLflow store cannot be used as it is; the message says why and what to do."""
+
+
+def ensure_store(path: Path) -> None:
+    """Create the SQLite store at `path` atomically, or check that the existing one is whole (once per
+    process)."""
+    path = Path(path)
+    if path in _CHECKED:
+        return
+    if path.exists():
+        _remove_abandoned(path)
+        problem = half_made(path)
+        if problem:
+            raise StoreError(problem)
+    else:
+        _create(path)
+    _CHECKED.add(path)
+
+
+def _create(path: Path) -> None:
+    from mlflow import MlflowClient
+
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(path)
+        quiet = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic.runtime.migration")]
+        levels = [q.level for q in quiet]
+        for q in quiet:  # "Creating initial MLflow database tables...": the store's birth is not news
+            q.setLevel(logging.WARNING)
+        try:
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # runs every migration
+        finally:
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
+        try:
+            os.link(tmp, path)  # fails if another process linked its own store first: then use that one
+        except FileExistsError:
+            log.debug("another process created %s first", path)
+    except Exception as exc:
+        if path.exists():
+            return
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(
+            f"cannot create the MLflow store {path} ({reason}): make {path.parent} writable, or point "
+            "MLFLOW_TRACKING_URI at another store"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Temporary stores of creating processes that are gone (killed mid-migration)."""
+    for tmp in path.parent.glob(f".{path.name}.creating-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def half_made(path: Path) -> str | None:
+    """Why the store at `path` is not a complete MLflow store, or None when it is."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = (
+                db.execute("SELECT * FROM alembic_version").fetchall() if "alembic_version" in tables else []
+            )
+            runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    except sqlite3.DatabaseError as exc:
+        return f"{path} is not a readable SQLite database ({exc}); move it aside: mv {path} {path}.broken"
+    leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+    if not leftovers and version:
+        return None
+    what = f"table {leftovers[0]} remains" if leftovers else "it has no schema version"
+    if runs:
+        return (
+            f"{path} was left half-migrated ({what}) but holds {runs} runs: keep it. Back it up "
+            f"(cp {path} {path}.bak), then finish the migration with: mlflow db upgrade sqlite:///{path}"
+        )
+    return (
+        f"{path} was left half-made ({what}): a process was killed while it created the MLflow store. It "
+        f"holds no runs; move it aside and rerun: mv {path} {path}.broken"
+    )

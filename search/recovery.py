@@ -1,0 +1,131 @@
+"""Trials whose worker died (kill -9, the OOM killer, a dropped SSH session) are failed and run again.
+
+    recover_stale_trials(study, tracker)   # at every worker's start and after each of its trials
+
+The journal file has no heartbeat, so each trial records the host, pid and process start time of the
+worker running it. A RUNNING trial of this host whose process is gone (or whose pid now belongs to
+another process) is marked FAIL with `reason=worker_died` and its parameters are enqueued again. A trial
+of another host is left alone: only that host can tell whether its worker lives (RDB storage answers it
+with heartbeats, failed and retried here through Optuna's `fail_stale_trials`). Either way the dead
+trial's MLflow run is closed as FAILED, and it does not count against the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+WORKER_DIED = "worker_died"  # user attr `reason` of a trial whose worker process died
+INTERRUPTED = "interrupted"  # user attr `reason` of a trial cut short by Ctrl-C / SIGTERM
+HOST_ATTR, PID_ATTR, STARTED_ATTR = "worker_host", "worker_pid", "worker_started"
+
+
+def record_worker(trial: optuna.Trial) -> None:
+    """Called as a trial starts: who runs it, so another process can tell later whether it still does."""
+    trial.set_user_attr(HOST_ATTR, socket.gethostname())
+    trial.set_user_attr(PID_ATTR, os.getpid())
+    trial.set_user_attr(STARTED_ATTR, _process_start(os.getpid()))
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux); tells a reused pid from the original."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of proc(5), counted after the command name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def worker_is_dead(trial: FrozenTrial) -> bool:
+    attrs = trial.user_attrs
+    if attrs.get(HOST_ATTR) != socket.gethostname() or not isinstance(attrs.get(PID_ATTR), int):
+        return False  # another host's worker, or a trial from before workers were recorded
+    pid = attrs[PID_ATTR]
+    if pid == os.getpid():
+        return False
+    if not _alive(pid):
+        return True
+    started = attrs.get(STARTED_ATTR)
+    return started is not None and _process_start(pid) not in (None, started)
+
+
+def recover_stale_trials(study: optuna.Study, tracker: Any = None) -> list[int]:
+    """Fail and re-enqueue the trials of dead workers; close their MLflow runs. Returns their numbers."""
+    recovered = []
+    storage = study._storage  # Optuna's own fail_stale_trials works on the storage the same way
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not worker_is_dead(trial):
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "reason", WORKER_DIED)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+            continue  # another worker recovered it first
+        keep = {k: trial.user_attrs[k] for k in ("baseline",) if k in trial.user_attrs}
+        study.enqueue_trial(trial.params, user_attrs={**keep, "requeued_from": trial.number})
+        recovered.append(trial.number)
+    with warnings.catch_warnings():  # RDB heartbeats: Optuna fails and retries those trials itself
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    if recovered:
+        log.warning(
+            "trial(s) %s lost their worker: marked FAIL (%s) and enqueued again", recovered, WORKER_DIED
+        )
+    if tracker is not None:
+        close_orphaned_runs(study, tracker)
+    return recovered
+
+
+def rerun_trials(trials: list[FrozenTrial]) -> set[int]:
+    """Finished trials that run again and so do not count against the budget: cut by Ctrl-C/SIGTERM, lost
+    with their worker, or failed by an RDB heartbeat and retried (Optuna's retry names the failed trial)."""
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    return {
+        t.number
+        for t in trials
+        if t.user_attrs.get("reason") in (INTERRUPTED, WORKER_DIED) or t.number in retried
+    }
+
+
+def close_orphaned_runs(study: optuna.Study, tracker: Any) -> list[str]:
+    """MLflow trial runs still RUNNING although their Optuna trial has finished (a dead worker's)."""
+    from search.tracking import RUN_STATUS
+
+    states = {t.number: t for t in study.get_trials(deepcopy=False)}
+    closed = []
+    try:
+        runs = tracker.client.search_runs(
+            [tracker.experiment_id],
+            filter_string="attributes.status = 'RUNNING' and tags.`search.role` = 'trial'",
+        )
+        for run in runs:
+            number = run.data.tags.get("optuna.trial_number")
+            trial = states.get(int(number)) if number is not None and number.isdigit() else None
+            if trial is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
+                continue
+            reason = trial.user_attrs.get("reason", trial.state.name.lower())
+            tracker.client.set_tag(run.info.run_id, "search.reason", reason)
+            tracker.client.set_terminated(run.info.run_id, status=RUN_STATUS.get(trial.state.name, "FAILED"))
+            closed.append(run.info.run_id)
+    except Exception as exc:  # the study's truth is in Optuna; a tracking hiccup must not stop it
+        log.warning("could not close orphaned MLflow runs: %s", exc)
+    return closed

@@ -1,0 +1,267 @@
+"""What users throw at a study: hard kills, dead workers, broken stores, failing trials, bad specs. Each case
+ends in a clear error or a recovery, and loses nothing.
+
+    python -m pytest tests/search/test_faults.py -q
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from core.paths import REPO_ROOT, mlruns_dir, studies_dir
+from search import runner
+from search.cli import main
+from search.recovery import WORKER_DIED
+from search.tracking import get_client
+
+SMOKE_BUDGET = 6
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"  # tiny models: one thread each is faster on a shared 2-core box
+    return env
+
+
+def _running_trial(
+    name: str, proc: subprocess.Popen, not_pid: int | None = None, timeout: float = 300.0, storage=None
+):
+    """The first RUNNING trial (of a worker other than `not_pid`) that has reported an epoch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the study ended before a trial could be caught mid-way"
+        if storage is not None or (studies_dir() / f"{name}.journal").exists():
+            try:
+                study = runner.load_existing(name, storage)
+            except LookupError:  # not created yet
+                time.sleep(0.2)
+                continue
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                pid = trial.user_attrs.get("worker_pid")
+                if pid and pid != not_pid and trial.intermediate_values:
+                    return trial
+        time.sleep(0.2)
+    raise AssertionError("no trial reached its first epoch in time")
+
+
+def _assert_nothing_running(name: str) -> None:
+    study = runner.load_existing(name, None)
+    assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    client = get_client()
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], max_results=1000)
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+
+
+def _assert_recovered(dead: optuna.trial.FrozenTrial) -> None:
+    """The dead worker's trial failed as worker_died, ran again with its params, and the budget is met."""
+    study = runner.load_existing("smoke", None)
+    lost = study.trials[dead.number]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["reason"] == WORKER_DIED
+    again = [t for t in study.trials if t.user_attrs.get("requeued_from") == dead.number]
+    assert len(again) == 1 and again[0].params == lost.params
+    assert again[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert again[0].user_attrs.get("baseline") == lost.user_attrs.get("baseline")
+    assert runner.count_finished(study) == SMOKE_BUDGET
+    _assert_nothing_running("smoke")
+
+
+def _signal_mid_trial(args: list[str], signum: int, name: str = "smoke", storage=None):
+    """Start `python -m search <args>` quietly, send `signum` once a trial has reported an epoch; returns
+    that trial and the process's exit status."""
+    cmd = [sys.executable, "-m", "search", *args]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        trial = _running_trial(name, proc, storage=storage)
+        proc.send_signal(signum)
+        return trial, proc.wait(timeout=60)
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_trial_then_a_plain_rerun_runs_the_lost_trial_again(isolated_home):
+    dead, _ = _signal_mid_trial(["study", "smoke"], signal.SIGKILL)
+    assert main(["study", "smoke"]) == 0
+    _assert_recovered(dead)
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_of_two_workers_is_reported_and_the_budget_is_still_met(isolated_home):
+    cmd = [sys.executable, "-m", "search", "study", "smoke", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    try:
+        dead = _running_trial("smoke", proc, not_pid=proc.pid)
+        os.kill(dead.user_attrs["worker_pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert f"(pid {dead.user_attrs['worker_pid']}) died: killed by signal 9 (SIGKILL)" in out
+    _assert_recovered(dead)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_trial_then_the_resumed_study_runs_exactly_the_budget(isolated_home):
+    cut, status = _signal_mid_trial(["study", "smoke"], signal.SIGTERM)
+    assert status == 130
+    assert main(["study", "smoke"]) == 0
+    study = runner.load_existing("smoke", None)
+    assert study.trials[cut.number].user_attrs["reason"] == "interrupted"
+    assert runner.count_finished(study) == SMOKE_BUDGET
+    counted = [t for t in study.trials if t.state != TrialState.FAIL]
+    assert len(counted) == SMOKE_BUDGET  # one rerun of the cut trial, no trial short
+    _assert_nothing_running("smoke")
+
+
+def test_a_store_that_breaks_mid_study_fails_no_trial(fake_study, fake_training, monkeypatch):
+    """mlruns/ unwritable, locked or full after the study started: trials train, untracked, noted."""
+    fake_training()
+    calls = {"n": 0}
+    client_class = get_client().__class__
+    original = client_class.create_run
+
+    def flaky_create_run(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise PermissionError("attempt to write a readonly database")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(client_class, "create_run", flaky_create_run)  # the parent run, trial 0, then none
+    assert main(["study", fake_study, "--trials", "5"]) == 0
+    study = runner.load_existing(fake_study, None)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    untracked = [t for t in study.trials if "tracking_error" in t.user_attrs]
+    assert untracked and all("readonly database" in t.user_attrs["tracking_error"] for t in untracked)
+    monkeypatch.setattr(client_class, "create_run", original)
+    client = get_client()
+    runs = client.search_runs([client.get_experiment_by_name(fake_study).experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_every_trial_failing_exits_non_zero_and_fails_the_parent_run(fake_study, fake_training, capsys):
+    fake_training(lambda config: "boom")
+    assert main(["study", fake_study, "--trials", "3"]) == 1
+    assert "every trial of study" in capsys.readouterr().err
+    client = get_client()
+    runs = client.search_runs([client.get_experiment_by_name(fake_study).experiment_id])
+    parent = next(r for r in runs if r.info.run_name == f"study-{fake_study}")
+    assert parent.info.status == "FAILED"
+
+
+BAD_SPECS = {
+    "yaml": "space: {optim.lr: {type: float, low: 1, high: [}\n",
+    "unknown-key": "space: {optim.lr: {choices: [1]}}\nbugdet: {n_trials: 3}\n",
+    "low-high": "space: {optim.lr: {type: float, low: 1.0e-2, high: 1.0e-3}}\n",
+    "empty-choices": "space: {optim.lr: {choices: []}}\n",
+    "negative-trials": "space: {optim.lr: {choices: [0.1]}}\nbudget: {n_trials: -1}\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_a_bad_spec_is_one_line_and_creates_nothing(isolated_home, capsys, case):
+    (studies_dir()).mkdir(parents=True, exist_ok=True)
+    (studies_dir() / f"bad-{case}.yaml").write_text("dataset: synth-small\n" + BAD_SPECS[case])
+    assert main(["study", f"bad-{case}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    assert not list(studies_dir().glob("*.journal"))
+    store = mlruns_dir() / "mlflow.db"
+    assert not store.exists() or not [e for e in get_client().search_experiments() if e.name != "Default"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".."])
+def test_a_study_name_with_a_path_in_it_is_refused(isolated_home, capsys, name):
+    assert main(["study", name]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not list(isolated_home.rglob("*.journal"))
+
+
+def test_a_missing_dataset_is_one_line_and_leaves_no_journal(isolated_home, capsys):
+    studies_dir().mkdir(parents=True)
+    (studies_dir() / "nodata.yaml").write_text(
+        "dataset: data/none-here\nspace: {optim.lr: {choices: [0.1]}}\n"
+    )
+    assert main(["study", "nodata"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not found" in err[0]
+    assert not (studies_dir() / "nodata.journal").exists()
+
+
+def test_export_and_report_while_a_study_is_running(fake_study, fake_training, capsys):
+    """A trial RUNNING in another (live) process: export and report read the finished ones."""
+    fake_training()
+    assert main(["study", fake_study, "--trials", "3"]) == 0
+    study = runner.load_existing(fake_study, None)
+    running = study.ask()  # as a live worker holds it
+    running.set_user_attr("worker_pid", os.getpid())
+    assert main(["export", fake_study]) == 0
+    assert main(["report", fake_study]) == 0
+    assert study.trials[running.number].state == TrialState.RUNNING  # a live worker's trial is untouched
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_kill_9_mid_trial_on_postgres_then_a_plain_rerun_runs_the_stale_trial_again(
+    isolated_home, monkeypatch
+):
+    import uuid
+
+    from tests.search.test_workers import _postgres_url
+
+    url = _postgres_url()
+    name = f"smoke-{uuid.uuid4().hex[:8]}"  # the server outlives the test: a study name of its own
+    studies_dir().mkdir(parents=True, exist_ok=True)
+    (studies_dir() / f"{name}.yaml").write_text((REPO_ROOT / "studies" / "smoke.yaml").read_text())
+    monkeypatch.setenv("SEARCH_HEARTBEAT_S", "1")  # stale after 3 s instead of 3 min
+    dead, _ = _signal_mid_trial(["study", name, "--storage", url], signal.SIGKILL, name, storage=url)
+    # as if the worker had run on another machine: the pid check cannot judge it, the heartbeat does
+    study = runner.load_existing(name, url)
+    study._storage.set_trial_user_attr(dead._trial_id, "worker_host", "another-machine")
+    time.sleep(4)  # past the grace period
+    assert main(["study", name, "--storage", url]) == 0
+    study = runner.load_existing(name, url)
+    lost = study.trials[dead.number]
+    assert lost.state == TrialState.FAIL
+    again = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]  # Optuna's retry
+    assert len(again) == 1 and again[0].params == lost.params
+    assert again[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert runner.count_finished(study) == SMOKE_BUDGET
+    assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    client = get_client()
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], max_results=1000)
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+
+
+def test_a_store_file_corrupted_mid_study_fails_no_trial(fake_study, fake_training, monkeypatch, tmp_path):
+    """A real fault, not a mock: the SQLite store is overwritten in place after the first trial."""
+    store = tmp_path / "own" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    from search.mlflow_store import ensure_store
+
+    ensure_store(store)
+    calls = {"n": 0}
+
+    def corrupt_after_the_first(config):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with store.open("r+b") as f:  # same inode: open connections see it too
+                f.write(b"\0" * 4096)
+        return "ok"
+
+    fake_training(corrupt_after_the_first)
+    assert main(["study", fake_study, "--trials", "4"]) == 0
+    study = runner.load_existing(fake_study, None)
+    assert len(study.trials) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert any("tracking_error" in t.user_attrs for t in study.trials[2:])
