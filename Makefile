@@ -41,7 +41,7 @@ lint: .venv/.stamp ## ruff check
 bench: .venv/.stamp ## run the benchmarks, writing benchmarks/results.json
 	$(PY) -m benchmarks
 
-bench-search: .venv/.stamp ## search strategies vs hand tuning on the CPU profile [QUICK=1] (about 2 h; resumable)
+bench-search: .venv/.stamp ## search strategies vs hand tuning on the CPU profile [QUICK=1] (about 3 h; resumable)
 	$(PY) -m benchmarks search $(if $(QUICK),--quick)
 
 data: .venv/.stamp ## prepare a dataset: make data ARGS="synth --out data/synth --n 2000"

@@ -47,7 +47,7 @@ HAND_SPEC = "transformer"  # whose enqueued baselines are the hand-tuned configs
 SEARCH_ARMS = ("random", "tpe", "tpe_hyperband")
 STRATEGIES = (*HAND_ARMS, *SEARCH_ARMS)
 SPEC_NAME = "transformer-cpu"
-BUDGET_EPOCHS = 64  # per strategy: 8 full-fidelity trials of 8 epochs (about 2 h for the whole run)
+BUDGET_EPOCHS = 64  # per strategy: 8 full-fidelity trials of 8 epochs (about 3 h for the whole run)
 # Seed 0 is the one every search trial and hand-tuned run trains with: the best config's own full run is
 # its seed-0 training (on CPU a retrain with seed 0 repeats it), so only seed 1 is trained again.
 SEEDS = (0, 1)

@@ -120,7 +120,7 @@ def _cpu_note(name: str, gpus: list[str]) -> str | None:
         return None
     return (
         f"note: no GPU here, and {name} is sized for one (a trial can take hours on CPU). The CPU profile "
-        f"learns in minutes on 2 cores: make study NAME={name}-cpu"
+        f"runs a trial in minutes on 2 cores: make study NAME={name}-cpu"
     )
 
 
