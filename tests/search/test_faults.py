@@ -265,3 +265,19 @@ def test_a_store_file_corrupted_mid_study_fails_no_trial(fake_study, fake_traini
     assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert any("tracking_error" in t.user_attrs for t in study.trials[2:])
+
+
+@pytest.mark.parametrize("blocked", ["studies", "mlruns"])
+def test_an_unusable_studies_or_mlruns_folder_is_one_line_before_anything_runs(
+    isolated_home, capsys, blocked
+):
+    """Root ignores chmod, so the folder is made unusable another way: a file where the folder should be."""
+    (isolated_home / "studies").mkdir()
+    (isolated_home / "studies" / "smoke.yaml").write_text((REPO_ROOT / "studies" / "smoke.yaml").read_text())
+    if blocked == "studies":  # the journal cannot be created inside a "folder" that is a file
+        (isolated_home / "studies" / "smoke.journal").mkdir()
+    else:
+        (isolated_home / "mlruns").write_text("not a folder")
+    assert main(["study", "smoke"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
