@@ -65,7 +65,7 @@ def image_options(raw: dict[str, Any] | None) -> ImageOptions:
     if not raw:
         return ImageOptions()
     known = {k: v for k, v in raw.items() if k in ImageOptions.__dataclass_fields__}
-    if "buckets" in known:
+    if not isinstance(known.get("buckets", "auto"), str):  # a list; "auto" crops are predicted unpadded
         known["buckets"] = tuple(tuple(b) for b in known["buckets"])
     return ImageOptions(**known)
 

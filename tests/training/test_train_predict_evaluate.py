@@ -76,3 +76,21 @@ def test_train_command_reports_a_config_mistake_without_a_traceback(tmp_path, ca
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "unknown key trainer.epoch" in err and "epochs" in err and "Traceback" not in err
+
+
+def test_predict_applies_auto_bucket_options_without_padding_to_a_list():
+    """A dataset prepared with `--buckets auto` records buckets: "auto"; predict crops and scales new
+    images the same way and leaves them unpadded (any size suits the encoder)."""
+    import numpy as np
+
+    from data_prep.buckets import AUTO
+    from data_prep.images import process_gray
+    from training.predict import image_options
+
+    options = image_options({"buckets": "auto", "downsample": 2, "margin": 4, "crop": True})
+    assert options.buckets == AUTO and options.downsample == 2
+    page = np.full((100, 300), 255, np.uint8)
+    page[40:60, 50:250] = 0
+    assert process_gray(page, options).shape == (14, 104)  # (20 + 8) / 2 x (200 + 8) / 2, no bucket
+    listed = image_options({"buckets": [[240, 50], [400, 100]]})
+    assert listed.buckets == ((240, 50), (400, 100))
