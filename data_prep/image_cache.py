@@ -184,7 +184,7 @@ def _build(root: Path, cache_dir: Path, split: str, names: Sequence[str], key: s
     try:
         with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             bar = tqdm(total=len(unique), desc=f"caching {split} images", unit="img", leave=False,
-                       disable=len(unique) < _BAR_MIN)
+                       disable=True if len(unique) < _BAR_MIN else None)  # None: off in a log file
             for start in range(0, len(unique), _DECODE_CHUNK):  # chunks bound the decoded images held
                 chunk = unique[start : start + _DECODE_CHUNK]
                 decoded = pool.map(_decode, [root / "images" / n for n in chunk])
