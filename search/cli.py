@@ -217,7 +217,7 @@ def _finish(study: optuna.Study, status: str, target: int) -> int:
     """Close the parent run and say the truth: exit 0 only when the budget was met, nothing is left
     RUNNING by a dead worker and not every trial failed; 130 after Ctrl-C/SIGTERM."""
     tracker = runner.tracker_or_none(study.study_name, study.user_attrs.get(PARENT_ATTR))
-    recover_stale_trials(study, tracker)
+    recover_stale_trials(study, tracker, sweep_runs=True)
     info = runner.summary(study)
     finished = runner.count_finished(study)
     print(

@@ -68,8 +68,11 @@ def worker_is_dead(trial: FrozenTrial) -> bool:
     return started is not None and _process_start(pid) not in (None, started)
 
 
-def recover_stale_trials(study: optuna.Study, tracker: Any = None) -> list[int]:
-    """Fail and re-enqueue the trials of dead workers; close their MLflow runs. Returns their numbers."""
+def recover_stale_trials(study: optuna.Study, tracker: Any = None, *, sweep_runs: bool = False) -> list[int]:
+    """Fail and re-enqueue the trials of dead workers; close their MLflow runs. Returns their numbers.
+
+    MLflow is searched for orphaned runs only when a trial was recovered here or `sweep_runs` (a study's
+    start and end), not after every trial: one search_runs per trial is I/O for nothing on a healthy study."""
     recovered = []
     storage = study._storage  # Optuna's own fail_stale_trials works on the storage the same way
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -85,12 +88,14 @@ def recover_stale_trials(study: optuna.Study, tracker: Any = None) -> list[int]:
         recovered.append(trial.number)
     with warnings.catch_warnings():  # RDB heartbeats: Optuna fails and retries those trials itself
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        failed_before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         optuna.storages.fail_stale_trials(study)
+        heartbeat_failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) > failed_before
     if recovered:
         log.warning(
             "trial(s) %s lost their worker: marked FAIL (%s) and enqueued again", recovered, WORKER_DIED
         )
-    if tracker is not None:
+    if tracker is not None and (recovered or heartbeat_failed or sweep_runs):
         close_orphaned_runs(study, tracker)
     return recovered
 

@@ -139,7 +139,7 @@ def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = 
         log.info("enqueued %d baseline trial(s)", len(spec.enqueue))
     study.set_user_attr("enqueued", True)
     tracker = StudyTracker(spec.name, attrs.get(PARENT_ATTR)) if tracking else None
-    recover_stale_trials(study, tracker)  # before any budget is counted: lost trials run again
+    recover_stale_trials(study, tracker, sweep_runs=True)  # before any budget is counted: lost trials rerun
     if tracker is not None:
         parent = tracker.ensure_parent(
             {"dataset_hash": data_hash, "code_version": study.user_attrs["code_version"]}
