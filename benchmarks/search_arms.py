@@ -285,14 +285,11 @@ def _cached_test_score(plan: Plan, arm: str, checkpoint: Path) -> float:
     return score
 
 
-def run(plan: Plan) -> dict[str, Any]:
+def run(plan: Plan, arms: tuple[str, ...] = STRATEGIES) -> dict[str, dict[str, Any]]:
     plan.work.mkdir(parents=True, exist_ok=True)
     strategies: dict[str, dict[str, Any]] = {}
-    for arm in HAND_ARMS:
-        strategies[arm] = run_hand_arm(plan, arm)
-    for arm in SEARCH_ARMS:
-        strategies[arm] = run_search_arm(plan, arm)
-    for arm in STRATEGIES:
+    for arm in arms:
+        strategies[arm] = run_hand_arm(plan, arm) if arm in HAND_ARMS else run_search_arm(plan, arm)
         strategies[arm].update(retrain_and_test(plan, arm, strategies[arm]))
     return strategies
 
@@ -305,11 +302,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--spec", default=SPEC_NAME, help="the study spec whose space is searched")
     parser.add_argument("--budget", type=int, help=f"epochs per strategy (default {BUDGET_EPOCHS})")
     parser.add_argument("--out", type=Path, help="folder for search_results.json/.html")
+    parser.add_argument(
+        "--arms",
+        type=lambda text: tuple(text.split(",")),
+        default=STRATEGIES,
+        help="comma-separated subset to run now, e.g. one per process on a bigger machine; the results "
+        f"files are written only when all of {','.join(STRATEGIES)} have run",
+    )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.arms) - set(STRATEGIES))
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     plan = make_plan(args)
     start = time.perf_counter()
-    strategies = run(plan)
+    strategies = run(plan, args.arms)
+    if set(strategies) != set(STRATEGIES):
+        print(f"ran {', '.join(strategies)} ({time.perf_counter() - start:.0f} s); run without --arms to "
+              "write the results (finished arms are not run again)")
+        return 0
+    strategies = {arm: strategies[arm] for arm in STRATEGIES}
     path = write_results(plan, strategies)
     print(f"wrote {path} and {path.with_suffix('.html')} ({time.perf_counter() - start:.0f} s this run)")
     return 0
