@@ -10,9 +10,12 @@ budget in training epochs:
 - tpe_hyperband: the spec's sampler and pruner, as `make study` runs them.
 
 The search arms start from nothing (no enqueued baselines). random and TPE share the sampler seed, so
-TPE's first random trials are random search's first trials: differences come from the strategy, not the
-draw. Every arm's best config is then scored on the test split, which no search sees, with two seeds:
-its own full run (seed 0, as every trial trains) and a retrain with seed 1. Each arm is its own study (a
+TPE's first random trials are random search's first trials (same params; on CPU the same scores to the
+last bit): differences come from the strategy, not the draw. The no-pruning TPE arm therefore copies its
+`n_startup_trials` random trials from the random arm instead of training them again (marked
+`copied_from`; their epochs and wall seconds count as TPE's). Every arm's best config is then scored on
+the test split, which no search sees, with two seeds: its own full run (seed 0, as every trial trains)
+and a retrain with seed 1. Each arm is its own study (a
 journal under runs/bench-search/) and each retrain writes its result beside its run, so an interrupted
 benchmark continues where it stopped. Results: benchmarks/search_results.json and .html
 (benchmarks/search_results.py).
@@ -139,13 +142,42 @@ def search_summary(study: optuna.Study) -> dict[str, Any]:
 
 
 def _trial_dir(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Path:
-    return runs_dir() / "studies" / study.study_name / f"trial-{trial.number:04d}"  # search.objective's
+    copied = trial.user_attrs.get("trial_dir")  # a trial copied from another arm keeps its run folder
+    return Path(copied) if copied else runs_dir() / "studies" / study.study_name / f"trial-{trial.number:04d}"
+
+
+def copy_random_startup(plan: Plan, spec: StudySpec, study: optuna.Study, wait_s: float = 3 * 3600) -> int:
+    """Add the random arm's first `n_startup_trials` finished trials to an empty TPE study (the same draws
+    TPE's startup would make). Another process running the random arm is waited for; no random journal, or
+    no trials within `wait_s`, means TPE trains its own. Returns the number copied."""
+    n = spec.sampler.n_startup_trials
+    source_path = plan.work / "random.journal"
+    if study.trials or not source_path.exists():
+        return 0
+    deadline = time.monotonic() + wait_s
+    while True:
+        source = runner.load_existing(arm_spec(plan, "random").name, str(source_path))
+        firsts = sorted(source.get_trials(deepcopy=True), key=lambda t: t.number)[:n]
+        if len(firsts) == n and all(t.state in runner.FINISHED for t in firsts):
+            break
+        if time.monotonic() > deadline:
+            return 0
+        print(f"[tpe] waiting for the random arm's first {n} trials to copy", flush=True)
+        time.sleep(30)
+    for trial in firsts:
+        trial.set_user_attr("copied_from", f"{source.study_name}#{trial.number}")
+        trial.set_user_attr("trial_dir", str(_trial_dir(source, trial)))
+    study.add_trials(firsts)
+    print(f"[tpe] copied random's trials {[t.number for t in firsts]}", flush=True)
+    return n
 
 
 def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
     spec = arm_spec(plan, arm)
     storage = str(plan.work / f"{arm}.journal")
     study = runner.prepare_study(spec, storage)
+    if arm == "tpe" and copy_random_startup(plan, spec, study):
+        study = runner.load_existing(spec.name, storage)
     done = search_summary(study)["epochs_consumed"]
     if done < plan.budget_epochs:
         print(f"[{arm}] {done}/{plan.budget_epochs} epochs consumed; searching", flush=True)

@@ -122,3 +122,23 @@ def test_targets_are_read_from_the_figures():
     strategies["tpe_hyperband"]["test_avg_mean"] = 44.0
     t = targets(strategies)
     assert not t["pruning_saves_epochs"]["met"] and not t["beats_course_best_on_test"]["met"]
+
+
+def test_tpe_copies_the_random_arms_startup_trials_instead_of_training_them(quick_run):
+    """Same seed, same draws, deterministic CPU training: TPE's startup trials are random's first ones."""
+    home, out, results = quick_run
+    args = search_arms.argparse.Namespace(quick=True, spec="transformer-cpu", budget=None, out=None)
+    plan = search_arms.make_plan(args)
+    load = search_arms.runner.load_existing
+    random = load(search_arms.arm_spec(plan, "random").name, str(plan.work / "random.journal"))
+    tpe = load(search_arms.arm_spec(plan, "tpe").name, str(plan.work / "tpe.journal"))
+    n = plan.spec.sampler.n_startup_trials
+    copied = [t for t in tpe.trials if "copied_from" in t.user_attrs]
+    assert len(copied) == n
+    for mine, theirs in zip(copied, random.trials[:n], strict=True):
+        assert mine.params == theirs.params and mine.intermediate_values == theirs.intermediate_values
+        assert mine.user_attrs["copied_from"] == f"{random.study_name}#{theirs.number}"
+        assert mine.datetime_start == theirs.datetime_start
+        assert mine.datetime_complete == theirs.datetime_complete
+    hb = load(search_arms.arm_spec(plan, "tpe_hyperband").name, str(plan.work / "tpe_hyperband.journal"))
+    assert hb.trials[0].params == random.trials[0].params  # what makes the copy honest: the same first draw
