@@ -81,8 +81,9 @@ def check_constraint_syntax(expr: str) -> None:
 
 
 def evaluate_constraint(expr: str, lookup: dict[str, Any]) -> bool:
-    """True when `expr` holds for the flattened config `lookup` (path -> value). A constraint on a knob
-    the config does not have (another model family's) does not apply, so it holds."""
+    """True when `expr` holds for the flattened config `lookup` (path -> value). A constraint on a model
+    knob the config does not have (another family's) does not apply, so it holds; any other missing path
+    is an error, never a silent pass."""
     try:
         return _evaluate(expr, lookup)
     except _NotApplicable:
@@ -98,9 +99,11 @@ def _evaluate(expr: str, lookup: dict[str, Any]) -> bool:
             return node.value
         if isinstance(node, ast.Name | ast.Attribute):
             path = _dotted(node)
-            if path not in lookup:
+            if path in lookup:
+                return lookup[path]
+            if path.startswith("model."):  # only the model section differs between families
                 raise _NotApplicable(path)
-            return lookup[path]
+            raise SpecError(f"constraint {expr!r}: {path} is not a path of the trial's config")
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.Compare):

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from core.paths import exports_dir
+from search.space import objective_metric
 from training.config import load_train_config, save_train_config
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def provenance(study: optuna.Study, trial: FrozenTrial, rank: int) -> str:
         f"exported by `python -m search export {study.study_name}` (rank {rank})\n"
         f"study: {study.study_name}\n"
         f"trial: {trial.number}\n"
-        f"score: {trial.value:.4f} (best val/avg_score of the trial)\n"
+        f"score: {trial.value:.4f} (best {objective_metric(trial)} of the trial)\n"
         f"dataset_hash: {attrs.get('dataset_hash', 'unknown')}\n"
         f"code_version: {attrs.get('code_version', 'unknown')}\n"
         f"date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"

@@ -69,7 +69,7 @@ class _ReportCallback(Callback):
         self.last_epoch = epoch
         if self.run is not None:
             self.run.log_epoch(epoch, metrics)
-            samples = metrics.get("sample_predictions") or self.info.get("sample_predictions")
+            samples = self.info.get("sample_predictions")
             if samples:
                 self.run.sample_predictions = list(samples)
         value = metrics.get(self.metric)

@@ -26,7 +26,7 @@ from core.typed_config import flatten
 from search.config_paths import resolved_base
 from search.objective import TrialObjective
 from search.recovery import recover_stale_trials, rerun_trials
-from search.space import base_config_dict
+from search.space import base_config_dict, objective_metric
 from search.spec import SpecError, StudySpec, parse_spec
 from search.storage import create_storage, describe_storage
 from search.tracking import PARENT_ATTR, StudyTracker
@@ -343,7 +343,7 @@ def log_parent_summary(study: optuna.Study, tracker: StudyTracker) -> None:
             client.log_text(
                 run_id, yaml.safe_dump(best.user_attrs.get("config", {}), sort_keys=False), "best_config.yaml"
             )
-            client.log_metric(run_id, "best/" + "val_avg_score", best.value)
+            client.log_metric(run_id, "best/" + objective_metric(best).replace("/", "_"), best.value)
             client.set_tag(run_id, "best_trial", best.number)
         for key in ("complete", "pruned", "failed"):
             client.log_metric(run_id, f"trials/{key}", info[key])

@@ -21,6 +21,7 @@ EPOCHS_PATH = "trainer.epochs"
 BATCH_PATH = "trainer.batch_size"
 ACCUM_PATH = "trainer.grad_accum_steps"
 DATASET_PATH = "data.dataset"
+MONITOR_PATH, MONITOR_MODE_PATH = "trainer.monitor", "trainer.monitor_mode"
 
 
 def suggest_params(
@@ -70,13 +71,21 @@ def decode_value(spec: StudySpec, path: str, value: Any) -> Any:
 
 
 def base_config_dict(spec: StudySpec) -> dict[str, Any]:
-    """The spec's base config with its fixed overrides and dataset applied."""
+    """The spec's base config with its fixed overrides, dataset and objective applied: a trial keeps as
+    best.pt (and reports as its value) the epoch best on the metric the study optimises."""
     data = merge(spec.base, {})
     for path, value in spec.fixed.items():
         set_path(data, path, copy.deepcopy(value))
     if spec.dataset is not None:
         set_path(data, DATASET_PATH, spec.dataset)
+    set_path(data, MONITOR_PATH, spec.objective.metric)
+    set_path(data, MONITOR_MODE_PATH, "max" if spec.objective.direction == "maximize" else "min")
     return data
+
+
+def objective_metric(trial: optuna.trial.FrozenTrial) -> str:
+    """The metric a trial's value is (its config's trainer.monitor, which its study set)."""
+    return (trial.user_attrs.get("config") or {}).get("trainer", {}).get("monitor", "val/avg_score")
 
 
 def build_config_dict(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]:

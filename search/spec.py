@@ -30,6 +30,7 @@ from typing import Any
 from core.paths import home, studies_dir
 from core.typed_config import ConfigError, from_dict, load_yaml
 from search.constraints import SpecError, check_constraint_syntax, constraint_paths, evaluate_constraint
+from training.config import MONITORABLE
 
 __all__ = [
     "SpecError",
@@ -382,6 +383,8 @@ def _check_sections(spec: StudySpec) -> None:
         )
     if spec.objective.direction not in DIRECTIONS:
         raise SpecError(f"objective.direction: {spec.objective.direction!r} is not one of {list(DIRECTIONS)}")
+    if spec.objective.metric not in MONITORABLE:
+        raise SpecError(f"objective.metric: {spec.objective.metric!r} is not one of {list(MONITORABLE)}")
 
 
 def _parse_enqueue(value: Any, spec: StudySpec) -> tuple[EnqueuedTrial, ...]:

@@ -117,8 +117,6 @@ class TrialRun:
         rows = [Metric(k, v, now, epoch) for k, v in numeric_metrics(metrics).items()]
         if rows:
             self._timed("log_batch", self.run_id, metrics=rows)
-        if metrics.get("sample_predictions"):
-            self.sample_predictions = list(metrics["sample_predictions"])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]

@@ -87,8 +87,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             if status is not None:
                 status.close()
     best = result.best_metrics
-    score, epoch = best.get("val/avg_score", float("nan")), best.get("epoch", "?")
-    print(f"best val/avg_score {score:.2f} at epoch {epoch}; run folder {out}")
+    monitor = config.trainer.monitor
+    score, epoch = best.get(monitor, float("nan")), best.get("epoch", "?")
+    print(f"best {monitor} {score:.4g} at epoch {epoch}; run folder {out}")
     print(result.best_checkpoint)
     return 0
 

@@ -74,6 +74,12 @@ class LossConfig:
     label_smoothing: float = 0.0  # cross-entropy ignores <PAD>
 
 
+# What a validated epoch reports (as val/<key>): the metrics a run may monitor for best.pt, early
+# stopping and the plateau schedule.
+VAL_KEYS = ("loss", "bleu4", "exact_match", "edit_score", "avg_score", "token_accuracy")
+MONITORABLE = tuple(f"val/{key}" for key in VAL_KEYS)
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = 20
@@ -83,7 +89,11 @@ class TrainerConfig:
     grad_accum_steps: int = 1
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     eval_every: int = 1  # epochs between validations (the last epoch is always validated)
-    early_stopping_patience: int = 0  # validations without a better val/avg_score before stopping; 0 = off
+    # The metric that picks best.pt and drives early stopping and the plateau schedule; a study sets it to
+    # its objective (search.space.base_config_dict), so a trial's best epoch is the one the study scores.
+    monitor: str = "val/avg_score"
+    monitor_mode: Literal["max", "min"] = "max"
+    early_stopping_patience: int = 0  # validations without a better `monitor` before stopping; 0 = off
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA; CPU always runs fp32
@@ -123,6 +133,8 @@ class TrainConfig:
             raise ConfigError(
                 f"trainer.epochs ({t.epochs}) and trainer.eval_every ({t.eval_every}) must be >= 1"
             )
+        if t.monitor not in MONITORABLE:
+            raise ConfigError(f"trainer.monitor: {t.monitor!r} is not one of {list(MONITORABLE)}")
 
     @property
     def micro_batch_size(self) -> int:

@@ -7,7 +7,8 @@ Each epoch: bucketed, shuffled batches of `trainer.batch_size` images; each batc
 `grad_accum_steps` micro-batches whose summed token losses are divided by the whole batch's token count, so
 accumulation changes memory, not the step. bf16 autocast on CUDA, gradient clipping, one optimizer and
 scheduler step per batch. Every `eval_every` epochs (and after the last) the validation split is scored
-(training.evaluate); the best `val/avg_score` is kept in `best.pt`, the resume point in `last.pt`.
+(training.evaluate); the epoch best on `trainer.monitor` (default val/avg_score, max) is kept in `best.pt`,
+the resume point in `last.pt`.
 
 Per-epoch metrics (history rows, callbacks, MLflow): `epoch`, `train/loss`, `lr`, `images_per_s`
 (training images per second, loader included), `gpu_peak_mem_mb`, `epoch_time_s` (validation included)
@@ -36,7 +37,7 @@ from data_prep.vocab import Vocab
 from models import build_model
 from training import checkpoint as ckpt_io
 from training.callbacks import Callback
-from training.config import TrainConfig, save_train_config
+from training.config import VAL_KEYS, TrainConfig, save_train_config
 from training.errors import NonFiniteLossError
 from training.evaluate import evaluate
 from training.losses import count_tokens, token_loss_sum, trim_targets
@@ -53,8 +54,6 @@ from training.schedules import build_schedule
 
 logger = logging.getLogger(__name__)
 
-VAL_KEYS = ("loss", "bleu4", "exact_match", "edit_score", "avg_score", "token_accuracy")
-OBJECTIVE = "val/avg_score"
 
 
 @dataclass
@@ -112,10 +111,12 @@ class _Run:
                 )
         self.model = build_model(config.model, len(self.vocab)).to(self.device)
         self.optimizer = build_optimizer(self.model, config.optim)
-        self.schedule = build_schedule(self.optimizer, config.schedule, len(self.train_loader), t.epochs)
+        self.schedule = build_schedule(
+            self.optimizer, config.schedule, len(self.train_loader), t.epochs, t.monitor_mode
+        )
         self.mix_generator = torch.Generator().manual_seed(t.seed + 1)
         self.epoch, self.bad_evals, self.stopped_early = 0, 0, False
-        self.best_score, self.best_metrics = -math.inf, {}
+        self.best_score, self.best_metrics = -math.inf if t.monitor_mode == "max" else math.inf, {}
         self.history: list[dict[str, float]] = []
         manifest = _manifest(Path(root))
         # predict applies the training data's image processing to new images
@@ -152,7 +153,7 @@ class _Run:
                 self._update_best(epoch, metrics)
             self.history.append(metrics)
             self.epoch = epoch
-            _log_epoch(metrics, t.epochs, self.best_score)
+            _log_epoch(metrics, t.epochs, t.monitor, self.best_score)
             if t.save_every_epoch or epoch == t.epochs or self.stopped_early:
                 self._save_last()
             for cb in self.callbacks:
@@ -271,19 +272,21 @@ class _Run:
             desc=f"validate {epoch}/{t.epochs}",
         )
         self.info["sample_predictions"] = result.samples(t.num_sample_predictions)
-        self.schedule.step_validation(result.metrics["avg_score"])
-        return {f"val/{key}": result.metrics[key] for key in VAL_KEYS}
+        metrics = {f"val/{key}": result.metrics[key] for key in VAL_KEYS}
+        self.schedule.step_validation(metrics[t.monitor])
+        return metrics
 
     def _update_best(self, epoch: int, metrics: dict[str, float]) -> None:
-        score = metrics[OBJECTIVE]
-        if score > self.best_score:
+        t = self.cfg.trainer
+        score = metrics[t.monitor]
+        if score > self.best_score if t.monitor_mode == "max" else score < self.best_score:
             self.best_score, self.best_metrics, self.bad_evals = score, dict(metrics), 0
             ckpt_io.save_checkpoint(self.best_path, self._model_payload(epoch, metrics))
         else:
             self.bad_evals += 1
-        patience = self.cfg.trainer.early_stopping_patience
+        patience = t.early_stopping_patience
         if patience > 0 and self.bad_evals >= patience:
-            logger.info("early stopping at epoch %d: no better %s in %d validations", epoch, OBJECTIVE,
+            logger.info("early stopping at epoch %d: no better %s in %d validations", epoch, t.monitor,
                         self.bad_evals)
             self.stopped_early = True
 
@@ -337,8 +340,8 @@ class _Run:
         self.best_score, self.best_metrics = float(state["best_score"]), dict(state["best_metrics"])
         self.bad_evals, self.stopped_early = int(state["bad_evals"]), bool(state["stopped_early"])
         self.info["sample_predictions"] = list(state.get("sample_predictions", []))
-        logger.info("resumed %s at epoch %d (best %s %.2f)", self.out_dir, self.epoch, OBJECTIVE,
-                    self.best_score)
+        logger.info("resumed %s at epoch %d (best %s %.4g)", self.out_dir, self.epoch,
+                    self.cfg.trainer.monitor, self.best_score)
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -365,9 +368,9 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
     return Path(ensure_dataset(name_or_path))
 
 
-def _log_epoch(metrics: dict[str, float], epochs: int, best: float) -> None:
-    val = f", val/loss {metrics['val/loss']:.4f}, {OBJECTIVE} {metrics[OBJECTIVE]:.2f} (best {best:.2f})" \
-        if OBJECTIVE in metrics else ""
+def _log_epoch(metrics: dict[str, float], epochs: int, monitor: str, best: float) -> None:
+    val = f", val/loss {metrics['val/loss']:.4f}, val/avg_score {metrics['val/avg_score']:.2f}, best " \
+        f"{monitor} {best:.4g}" if monitor in metrics else ""
     logger.info("epoch %d/%d: train/loss %.4f%s, lr %.2e, %.1f img/s, %.1f s", metrics["epoch"], epochs,
                 metrics["train/loss"], val, metrics["lr"], metrics["images_per_s"], metrics["epoch_time_s"])
 
@@ -393,4 +396,4 @@ def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any]) -> None
                        ", ".join(changed))
 
 
-__all__ = ["OBJECTIVE", "TrainResult", "train"]
+__all__ = ["TrainResult", "train"]

@@ -5,8 +5,8 @@
 Every schedule except `plateau` advances once per optimizer step, so warmups and cosines are smooth and a
 fractional `warmup_epochs` works; epoch-based milestones are turned into step counts. The lr factor of the
 step-based ones is a pure function of the step (nanoGPT's `get_lr`), wrapped in torch's LambdaLR so that
-its state (just the step) goes into checkpoints. `plateau` is torch's ReduceLROnPlateau on val/avg_score,
-stepped after each validation.
+its state (just the step) goes into checkpoints. `plateau` is torch's ReduceLROnPlateau on the run's
+monitored metric (trainer.monitor, val/avg_score by default), stepped after each validation.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ class Schedule:
         if self.per_step:
             self.scheduler.step()
 
-    def step_validation(self, avg_score: float) -> None:
+    def step_validation(self, monitored: float) -> None:
         if not self.per_step:
-            self.scheduler.step(avg_score)
+            self.scheduler.step(monitored)
 
     def state_dict(self) -> dict:
         return self.scheduler.state_dict()
@@ -85,25 +85,25 @@ def _lambda(optimizer, factor: Factor) -> Schedule:
     return Schedule(LambdaLR(optimizer, factor), per_step=True)
 
 
-def _build_multistep(optimizer, cfg, steps_per_epoch, epochs) -> Schedule:
+def _build_multistep(optimizer, cfg, steps_per_epoch, epochs, mode) -> Schedule:
     return _lambda(optimizer, _multistep_factor(cfg, steps_per_epoch, epochs, warmup=0))
 
 
-def _build_warmup_multistep(optimizer, cfg, steps_per_epoch, epochs) -> Schedule:
+def _build_warmup_multistep(optimizer, cfg, steps_per_epoch, epochs, mode) -> Schedule:
     warmup = _warmup_steps(cfg, steps_per_epoch)
     return _lambda(optimizer, _multistep_factor(cfg, steps_per_epoch, epochs, warmup))
 
 
-def _build_warmup_cosine(optimizer, cfg, steps_per_epoch, epochs) -> Schedule:
+def _build_warmup_cosine(optimizer, cfg, steps_per_epoch, epochs, mode) -> Schedule:
     warmup = _warmup_steps(cfg, steps_per_epoch)
     return _lambda(optimizer, _cosine_factor(cfg, steps_per_epoch, epochs, warmup))
 
 
-def _build_constant(optimizer, cfg, steps_per_epoch, epochs) -> Schedule:
+def _build_constant(optimizer, cfg, steps_per_epoch, epochs, mode) -> Schedule:
     return _lambda(optimizer, lambda step: 1.0)
 
 
-def _build_onecycle(optimizer, cfg, steps_per_epoch, epochs) -> Schedule:
+def _build_onecycle(optimizer, cfg, steps_per_epoch, epochs, mode) -> Schedule:
     max_lrs = [group["lr"] for group in optimizer.param_groups]
     scheduler = OneCycleLR(
         optimizer,
@@ -118,8 +118,8 @@ def _build_onecycle(optimizer, cfg, steps_per_epoch, epochs) -> Schedule:
     return Schedule(scheduler, per_step=True)
 
 
-def _build_plateau(optimizer, cfg, steps_per_epoch, epochs) -> Schedule:
-    scheduler = ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor,
+def _build_plateau(optimizer, cfg, steps_per_epoch, epochs, mode) -> Schedule:
+    scheduler = ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.plateau_factor,
                                   patience=cfg.plateau_patience)
     return Schedule(scheduler, per_step=False)
 
@@ -139,15 +139,20 @@ def list_schedules() -> list[str]:
 
 
 def build_schedule(
-    optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, epochs: int
+    optimizer: torch.optim.Optimizer,
+    cfg: ScheduleConfig,
+    steps_per_epoch: int,
+    epochs: int,
+    mode: str = "max",
 ) -> Schedule:
+    """`mode` is the direction of the monitored metric `plateau` steps on (trainer.monitor_mode)."""
     try:
         builder = SCHEDULES[cfg.name.lower()]
     except KeyError:
         raise ValueError(
             f"unknown schedule schedule.name={cfg.name!r}; valid names: {', '.join(list_schedules())}"
         ) from None
-    return builder(optimizer, cfg, max(1, steps_per_epoch), max(1, epochs))
+    return builder(optimizer, cfg, max(1, steps_per_epoch), max(1, epochs), mode)
 
 
 __all__ = ["SCHEDULES", "Schedule", "build_schedule", "list_schedules"]

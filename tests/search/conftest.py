@@ -69,7 +69,9 @@ class FakeTraining:
             raise ValueError("boom: a bug in the training code")
         if what == "interrupt":
             raise KeyboardInterrupt
-        best = {}
+        best, info = {}, {}
+        for cb in callbacks:  # as the real loop does: samples reach callbacks through `info`, not metrics
+            cb.on_train_start(config, info)
         for epoch in range(1, config.trainer.epochs + 1):
             if what == "nan":  # before the first report, so the pruner cannot get there first
                 raise NonFiniteLossError(epoch, 3, float("nan"))
@@ -86,12 +88,12 @@ class FakeTraining:
                 "images_per_s": 100.0,
                 "gpu_peak_mem_mb": 0.0,
                 "epoch_time_s": 0.01,
-                "sample_predictions": [{"id": "a", "reference": "x ^ 2", "prediction": "x ^ 2"}],
             }
+            info["sample_predictions"] = [{"id": "a", "reference": "x ^ 2", "prediction": f"x ^ {epoch}"}]
             for cb in callbacks:
                 cb.on_epoch_end(epoch, metrics)
             if score >= best.get("val/avg_score", -1):
-                best = {k: v for k, v in metrics.items() if k != "sample_predictions"}
+                best = dict(metrics)
         return FakeResult(best_metrics=best)
 
 

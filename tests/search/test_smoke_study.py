@@ -8,12 +8,14 @@ Resuming is covered with the fake loop in test_trial_outcomes.py (same CLI path,
 from __future__ import annotations
 
 import pytest
+import yaml
 from optuna.trial import TrialState
 
-from core.paths import exports_dir
+from core.paths import REPO_ROOT, exports_dir, runs_dir
 from search.cli import main
 from search.runner import load_existing
 from search.tracking import RUN_STATUS, get_client
+from training.checkpoint import load_checkpoint
 from training.config import load_train_config
 from training.loop import train
 
@@ -75,3 +77,30 @@ def test_export_writes_a_config_that_trains(smoke_home, tmp_path):
     config = load_train_config(path, ["trainer.epochs=1"])
     result = train(config, tmp_path / "retrain")
     assert result.best_checkpoint.exists() and len(result.history) == 1
+
+
+def test_a_minimised_val_loss_objective_picks_the_lowest_loss_trial_and_epoch(smoke_home):
+    """The study's objective travels into training: best.pt, the trial's value and the export all follow
+    val/loss (minimised), not the loop's default val/avg_score."""
+    spec = yaml.safe_load((REPO_ROOT / "studies" / "smoke.yaml").read_text())
+    spec.pop("enqueue")
+    spec["objective"] = {"metric": "val/loss", "direction": "minimize"}
+    spec["pruner"] = {"name": "none"}
+    spec["budget"] = {"n_trials": 3, "max_epochs": 3}
+    (smoke_home / "studies" / "smoke-loss.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["study", "smoke-loss"]) == 0
+    study = load_existing("smoke-loss", None)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    for trial in complete:
+        losses = trial.intermediate_values  # val/loss per epoch, as reported to Optuna
+        assert trial.value == min(losses.values())
+        lowest_epoch = min(losses, key=losses.get)
+        best = load_checkpoint(runs_dir() / "studies" / "smoke-loss" / f"trial-{trial.number:04d}" / "best.pt")
+        assert best["epoch"] == lowest_epoch and best["metrics"]["val/loss"] == trial.value
+        assert best["config"]["trainer"]["monitor"] == "val/loss"
+    assert main(["export", "smoke-loss"]) == 0
+    exported = (exports_dir() / "smoke-loss.best.yaml").read_text()
+    lowest = min(complete, key=lambda t: t.value)
+    assert f"trial: {lowest.number}\n" in exported and "best val/loss of the trial" in exported
+    assert load_train_config(exports_dir() / "smoke-loss.best.yaml").trainer.monitor_mode == "min"

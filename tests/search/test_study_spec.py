@@ -13,7 +13,7 @@ from search.space import build_config_dict, suggest_params, violated_constraints
 from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
 from training.config import load_train_config
 
-SHIPPED = ["smoke", "transformer", "rnn"]
+SHIPPED = ["smoke", "transformer", "transformer-cpu", "rnn"]
 MINIMAL = {"space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
 
 
@@ -31,7 +31,9 @@ def test_shipped_spec_samples_loadable_configs(name):
             assert params.items() >= spec.enqueue[i].params.items(), "enqueued baselines run as given"
         config = load_train_config(build_config_dict(spec, params))
         assert config.trainer.epochs <= spec.budget.max_epochs
-        violated_constraints(spec, to_dict(config))  # every constraint evaluates on every point
+        broken = violated_constraints(spec, to_dict(config))  # every shipped constraint splits heads evenly
+        heads_split = config.model.kind != "transformer" or config.model.d_model % config.model.nhead == 0
+        assert bool(broken) == (not heads_split), (broken, config.model)
         study.tell(trial, float(i))
 
 
@@ -161,6 +163,11 @@ def test_a_constraint_on_another_families_knob_does_not_apply():
     assert evaluate_constraint("model.d_model % model.nhead == 0", rnn)
     transformer = {"model.d_model": 128, "model.nhead": 6}
     assert not evaluate_constraint("model.d_model % model.nhead == 0", transformer)
+
+
+def test_a_constraint_on_a_missing_non_model_path_is_an_error_not_a_pass():
+    with pytest.raises(SpecError, match="trainer.batch_sise is not a path"):
+        evaluate_constraint("trainer.batch_sise >= 8", {"trainer.batch_size": 4})
 
 
 def test_when_on_an_unsearched_path_reads_its_default():

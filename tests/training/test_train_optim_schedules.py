@@ -70,9 +70,9 @@ def test_unknown_optimizer_lists_the_valid_names():
         build_optimizer(_model(), OptimConfig(name="lion"))
 
 
-def _lrs(cfg: ScheduleConfig, steps_per_epoch=4, epochs=10, scores=None) -> list[float]:
+def _lrs(cfg: ScheduleConfig, steps_per_epoch=4, epochs=10, scores=None, mode="max") -> list[float]:
     opt = torch.optim.SGD(_model().parameters(), lr=1.0)
-    schedule = build_schedule(opt, cfg, steps_per_epoch, epochs)
+    schedule = build_schedule(opt, cfg, steps_per_epoch, epochs, mode)
     lrs = []
     for epoch in range(epochs):
         for _ in range(steps_per_epoch):
@@ -84,15 +84,46 @@ def _lrs(cfg: ScheduleConfig, steps_per_epoch=4, epochs=10, scores=None) -> list
 
 
 @pytest.mark.parametrize("name", list_schedules())
-def test_every_schedule_steps_with_finite_positive_lrs_and_checkpoints(name):
+def test_every_schedule_steps_with_finite_positive_lrs(name):
     lrs = _lrs(ScheduleConfig(name=name, warmup_epochs=1))
     assert len(lrs) == 40 and all(math.isfinite(lr) and lr > 0 for lr in lrs)
-    opt = torch.optim.SGD(_model().parameters(), lr=1.0)
-    schedule = build_schedule(opt, ScheduleConfig(name=name), 4, 10)
+
+
+def _run(opt, schedule, steps: int, scores) -> list[float]:
+    lrs = []
+    for step in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step_batch()
+        if step % 4 == 3:
+            schedule.step_validation(next(scores))
+    return lrs
+
+
+@pytest.mark.parametrize("name", list_schedules())
+def test_a_schedule_restored_from_a_weights_only_checkpoint_continues_where_it_stopped(name):
+    """What resuming from last.pt relies on: the restored schedule gives the lrs the original would have."""
+    cfg = ScheduleConfig(name=name, warmup_epochs=1, step_every=2, plateau_patience=0)
+    scores = iter([50.0, 40.0, 30.0, 20.0, 10.0, 5.0] * 4)  # falling: plateau cuts after every validation
+
+    def fresh():
+        opt = torch.optim.SGD(_model().parameters(), lr=1.0)
+        return opt, build_schedule(opt, cfg, 4, 10)
+
+    opt, schedule = fresh()
+    _run(opt, schedule, 13, scores)
     buffer = io.BytesIO()
-    torch.save(schedule.state_dict(), buffer)
+    torch.save({"optimizer": opt.state_dict(), "schedule": schedule.state_dict()}, buffer)
     buffer.seek(0)
-    schedule.load_state_dict(torch.load(buffer, weights_only=True))
+    state = torch.load(buffer, weights_only=True)
+    restored_opt, restored = fresh()
+    restored_opt.load_state_dict(state["optimizer"])
+    restored.load_state_dict(state["schedule"])
+    expected = _run(opt, schedule, 12, iter([4.0, 3.0, 2.0]))
+    got = _run(restored_opt, restored, 12, iter([4.0, 3.0, 2.0]))
+    assert got == pytest.approx(expected)
+    if name != "constant":  # the only schedule whose fresh start looks the same
+        assert got != pytest.approx(_run(*fresh(), 12, iter([4.0, 3.0, 2.0])))
 
 
 def test_multistep_halves_every_five_epochs_like_the_course():
@@ -130,6 +161,14 @@ def test_plateau_cuts_the_lr_after_patience_validations_without_gain():
     scores = [10, 20, 20, 20, 20, 20, 20, 20, 20, 20]
     lrs = _lrs(ScheduleConfig(name="plateau", plateau_patience=2, plateau_factor=0.5), 1, 10, scores)
     assert lrs[:5] == [1.0] * 5 and lrs[5] == 0.5
+
+
+def test_plateau_follows_the_monitored_direction():
+    """A run monitoring a loss (trainer.monitor_mode: min) treats a falling value as progress."""
+    losses = [5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.8, 0.6, 0.5]
+    cfg = ScheduleConfig(name="plateau", plateau_patience=2, plateau_factor=0.5)
+    assert _lrs(cfg, 1, 10, losses, mode="min") == [1.0] * 10
+    assert _lrs(cfg, 1, 10, losses, mode="max")[-1] < 1.0
 
 
 def test_unknown_schedule_lists_the_valid_names():
