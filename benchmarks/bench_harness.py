@@ -53,10 +53,15 @@ def _measure() -> dict[str, float]:
     )
     prepare_study(spec, None)  # one-off: dataset, journal, MLflow store, parent run
 
+    from training.mlflow_logging import MlflowRun
+
     training_s = 0.0
     callback_s = 0.0
     real_train = objective.run_training
-    real_epoch_end = objective._ReportCallback.on_epoch_end
+    # MLflow logging and trial.report run inside the loop's time, as callbacks: they are moved out of it
+    hooks = [(objective._ReportCallback, "on_epoch_end")]
+    hooks += [(MlflowRun, name) for name in ("on_train_start", "on_epoch_end", "on_train_end")]
+    real_hooks = [getattr(cls, name) for cls, name in hooks]
 
     def timed_train(config, out_dir, callbacks):
         nonlocal training_s
@@ -66,23 +71,28 @@ def _measure() -> dict[str, float]:
         finally:
             training_s += time.perf_counter() - start
 
-    def timed_epoch_end(self, epoch, metrics):
-        nonlocal callback_s  # MLflow logging and trial.report happen inside the loop's time: move them out
-        start = time.perf_counter()
-        try:
-            return real_epoch_end(self, epoch, metrics)
-        finally:
-            callback_s += time.perf_counter() - start
+    def timed(real):
+        def hook(self, *args):
+            nonlocal callback_s
+            start = time.perf_counter()
+            try:
+                return real(self, *args)
+            finally:
+                callback_s += time.perf_counter() - start
+
+        return hook
 
     objective.run_training = timed_train
-    objective._ReportCallback.on_epoch_end = timed_epoch_end
+    for (cls, name), real in zip(hooks, real_hooks, strict=True):
+        setattr(cls, name, timed(real))
     try:
         start = time.perf_counter()
         run_worker(spec, N_TRIALS, None)
         wall = time.perf_counter() - start
     finally:
         objective.run_training = real_train
-        objective._ReportCallback.on_epoch_end = real_epoch_end
+        for (cls, name), real in zip(hooks, real_hooks, strict=True):
+            setattr(cls, name, real)
     overhead = wall - (training_s - callback_s)
     return {
         "harness_overhead_fraction": round(overhead / wall, 4),

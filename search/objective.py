@@ -28,10 +28,11 @@ from models import validate as validate_model
 from search.recovery import INTERRUPTED, record_worker
 from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
 from search.spec import StudySpec
-from search.tracking import StudyTracker, TrialRun
+from search.tracking import StudyTracker, finish_trial_run
 from training.callbacks import Callback
 from training.config import TrainConfig, load_train_config
 from training.errors import NonFiniteLossError
+from training.mlflow_logging import MlflowRun
 from training.progress import ProgressLine
 
 log = logging.getLogger(__name__)
@@ -54,24 +55,15 @@ class PruneTrial(optuna.TrialPruned):
 
 
 class _ReportCallback(Callback):
-    """Reports the objective to Optuna at every validated epoch and logs the epoch to MLflow."""
+    """Reports the objective to Optuna at every validated epoch and prunes when the pruner says so."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, run: TrialRun | None):
-        self.trial, self.metric, self.run = trial, metric, run
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
         self.optuna_seconds = 0.0
         self.last_epoch = 0
-        self.info: dict[str, Any] = {}
-
-    def on_train_start(self, config: Any, info: dict[str, Any]) -> None:
-        self.info = info  # the loop refreshes info["sample_predictions"] after each validation
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
         self.last_epoch = epoch
-        if self.run is not None:
-            self.run.log_epoch(epoch, metrics)
-            samples = self.info.get("sample_predictions")
-            if samples:
-                self.run.sample_predictions = list(samples)
         value = metrics.get(self.metric)
         if value is None:
             return  # no validation this epoch
@@ -126,7 +118,7 @@ class TrialObjective:
                 with self.tracker.trial_run(
                     trial.number, params, build_config_dict(self.spec, params)
                 ) as run:
-                    run.finish("PRUNED", {"search.reason": exc.reason})
+                    finish_trial_run(run, "PRUNED", {"search.reason": exc.reason})
             raise
         optuna_s = time.perf_counter() - start
         if self.tracker is None:
@@ -137,12 +129,13 @@ class TrialObjective:
             try:
                 value = self._run(trial, config, run)
             except PruneTrial as exc:
-                run.finish("PRUNED", {"search.reason": exc.reason, "search.prune_epoch": exc.epoch})
+                tags = {"search.reason": exc.reason, "search.prune_epoch": exc.epoch}
+                finish_trial_run(run, "PRUNED", tags)
                 raise
             except Exception as exc:
-                run.finish("FAIL", {"search.reason": "exception", "search.error": repr(exc)[:500]})
+                finish_trial_run(run, "FAIL", {"search.reason": "exception", "search.error": repr(exc)[:500]})
                 raise
-            run.finish("COMPLETE", {f"search.best_{self.spec.objective.metric}": value})
+            finish_trial_run(run, "COMPLETE", {f"search.best_{self.spec.objective.metric}": value})
         self.last_overhead = {
             "mlflow_s": run.seconds,
             "optuna_s": optuna_s,
@@ -175,7 +168,7 @@ class TrialObjective:
         trial.set_user_attr("detail", detail[:2000])
         raise PruneTrial(reason, None, detail)
 
-    def _run(self, trial: optuna.Trial, config: TrainConfig, run: TrialRun | None) -> float:
+    def _run(self, trial: optuna.Trial, config: TrainConfig, run: MlflowRun | None) -> float:
         try:
             result = self._train_with_oom_retry(trial, config, run)
         except PruneTrial as exc:
@@ -199,11 +192,11 @@ class TrialObjective:
             )
         return float(best)
 
-    def _train_with_oom_retry(self, trial: optuna.Trial, config: TrainConfig, run: TrialRun | None) -> Any:
+    def _train_with_oom_retry(self, trial: optuna.Trial, config: TrainConfig, run: MlflowRun | None) -> Any:
         out_dir = runs_dir() / "studies" / self.spec.name / f"trial-{trial.number:04d}"
         for attempt in (0, 1):
-            callback = _ReportCallback(trial, self.spec.objective.metric, run)
-            callbacks: list[Callback] = [callback]
+            callback = _ReportCallback(trial, self.spec.objective.metric)
+            callbacks: list[Callback] = [callback] if run is None else [run, callback]
             if self.status is not None:
                 callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))
             try:

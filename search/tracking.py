@@ -9,27 +9,22 @@ same study without fighting over a "current run", and every run is closed in `fi
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from contextlib import contextmanager
 from typing import Any
 
-import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
 
 from core.paths import mlruns_dir
-from core.typed_config import flatten
 from search.mlflow_store import ensure_store
+from training.mlflow_logging import MlflowRun
 
 log = logging.getLogger(__name__)
 
 # Optuna trial state -> MLflow run status (the issue's mapping).
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PARENT_ATTR = "mlflow_parent_run_id"
-MAX_BATCH = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
 
 
 def tracking_uri() -> str:
@@ -69,73 +64,9 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return experiment.experiment_id
 
 
-def _param_value(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
-    return text[:6000]
-
-
-def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The finite numeric entries of a per-epoch metrics dict (sample predictions and NaN left out)."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if math.isfinite(value):
-            out[key] = float(value)
-    return out
-
-
-class TrialRun:
-    """One trial's child run: params at start, a log_batch per epoch, tags and status at the end."""
-
-    def __init__(self, client: MlflowClient | None, run_id: str | None, error: str | None = None):
-        self.client, self.run_id = client, run_id
-        self.error = error  # why there is no run (an unwritable or locked store): the trial trains anyway
-        self.seconds = 0.0  # time spent in MLflow calls (the harness-overhead benchmark reads it)
-        self.sample_predictions: list[dict[str, Any]] = []
-        self.finished = False
-
-    def _timed(self, method: str, *args, **kwargs) -> None:
-        """self.client.<method>(*args, **kwargs), timed; a failure is logged, never raised."""
-        if self.run_id is None:
-            return
-        start = time.perf_counter()
-        try:
-            getattr(self.client, method)(*args, **kwargs)
-        except Exception as exc:  # tracking must never kill a trial
-            log.warning("MLflow call %s failed for run %s: %s", method, self.run_id, exc)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        items = [Param(k, _param_value(v)) for k, v in params.items()]
-        for i in range(0, len(items), MAX_BATCH):
-            self._timed("log_batch", self.run_id, params=items[i : i + MAX_BATCH])
-
-    def log_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
-        now = int(time.time() * 1000)
-        rows = [Metric(k, v, now, epoch) for k, v in numeric_metrics(metrics).items()]
-        if rows:
-            self._timed("log_batch", self.run_id, metrics=rows)
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        self._timed("log_batch", self.run_id, tags=items)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self._timed("log_text", self.run_id, text, artifact_file)
-
-    def finish(self, state: str, tags: dict[str, Any] | None = None) -> None:
-        """End the run with the status that matches the Optuna `state` (KILLED when unknown)."""
-        self.finished = True
-        if self.sample_predictions:
-            rows = self.sample_predictions
-            table = {key: [str(r.get(key, "")) for r in rows] for key in ("id", "reference", "prediction")}
-            self._timed("log_table", self.run_id, data=table, artifact_file="sample_predictions.json")
-        if self.run_id is None:
-            return
-        self.set_tags({"optuna.state": state, **(tags or {})})
-        self._timed("set_terminated", self.run_id, status=RUN_STATUS.get(state, "KILLED"))
+def finish_trial_run(run: MlflowRun, state: str, tags: dict[str, Any] | None = None) -> None:
+    """End a trial's run with the MLflow status of its Optuna `state` (KILLED when unknown)."""
+    run.finish(RUN_STATUS.get(state, "KILLED"), {"optuna.state": state, **(tags or {})})
 
 
 class StudyTracker:
@@ -182,24 +113,24 @@ class StudyTracker:
         start = time.perf_counter()
         try:
             run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}", tags=tags)
-            child = TrialRun(self.client, run.info.run_id)
+            child = MlflowRun(self.client, run.info.run_id, log_config=False)
         except Exception as exc:  # a store that broke mid-study costs the trial its run, not its training
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.warning("trial %d trains without an MLflow run: %s", trial_number, reason)
-            child = TrialRun(None, None, error=reason[:500])
+            child = MlflowRun(None, None, error=reason[:500], log_config=False)
         child.seconds += time.perf_counter() - start
-        child.log_params({**flatten(config), **{f"optuna.{k}": v for k, v in params.items()}})
-        child.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+        # logged before training, so an impossible point's run shows what was sampled too
+        child.log_config(config, {f"optuna.{k}": v for k, v in params.items()})
         try:
             yield child
         except KeyboardInterrupt:
             if not child.finished:
-                child.finish("INTERRUPTED", {"search.reason": "interrupted"})
+                finish_trial_run(child, "INTERRUPTED", {"search.reason": "interrupted"})
             raise
         except BaseException:
             if not child.finished:
-                child.finish("FAIL")
+                finish_trial_run(child, "FAIL")
             raise
         finally:
             if not child.finished:
-                child.finish("INTERRUPTED")
+                finish_trial_run(child, "INTERRUPTED")

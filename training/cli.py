@@ -78,9 +78,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         callbacks.append(ProgressLine(status))
     with _mlflow_run(out.name) as run:
         if run is not None:
-            from training.mlflow_logging import MlflowCallback
+            from training.mlflow_logging import MlflowRun
 
-            callbacks.append(MlflowCallback())
+            callbacks.append(MlflowRun.active())
         try:
             result = train(config, out, callbacks=callbacks, resume=args.resume)
         finally:

@@ -21,8 +21,15 @@ def finished_fake_study(fake_study, fake_training):
     return load_existing(fake_study, None)
 
 
-def test_export_writes_the_best_trials_config_with_provenance(finished_fake_study, isolated_home, capsys):
-    study = finished_fake_study
+def test_export_writes_the_best_trials_config_with_provenance(
+    fake_study, fake_training, isolated_home, capsys
+):
+    fake_training()
+    spec = isolated_home / "studies" / f"{fake_study}.yaml"  # no pruner: several complete trials
+    spec.write_text(spec.read_text().replace("name: successive_halving", "name: none"))
+    assert main(["study", fake_study, "--trials", "4"]) == 0
+    study = load_existing(fake_study, None)
+    capsys.readouterr()
     assert main(["export", study.study_name, "--top", "2"]) == 0
     best_path = isolated_home / "studies" / "exports" / f"{study.study_name}.best.yaml"
     second_path = isolated_home / "studies" / "exports" / f"{study.study_name}.top2.yaml"

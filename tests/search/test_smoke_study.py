@@ -96,7 +96,7 @@ def test_a_minimised_val_loss_objective_picks_the_lowest_loss_trial_and_epoch(sm
         losses = trial.intermediate_values  # val/loss per epoch, as reported to Optuna
         assert trial.value == min(losses.values())
         lowest_epoch = min(losses, key=losses.get)
-        best = load_checkpoint(runs_dir() / "studies" / "smoke-loss" / f"trial-{trial.number:04d}" / "best.pt")
+        best = load_checkpoint(runs_dir() / "studies" / "smoke-loss" / f"trial-{trial.number:04d}/best.pt")
         assert best["epoch"] == lowest_epoch and best["metrics"]["val/loss"] == trial.value
         assert best["config"]["trainer"]["monitor"] == "val/loss"
     assert main(["export", "smoke-loss"]) == 0

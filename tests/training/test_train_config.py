@@ -67,6 +67,8 @@ def test_unknown_key_error_names_it_and_the_valid_keys(data, names):
         ({"optim": {"lr": "fast"}}, "optim.lr"),
         ({"trainer": {"val_decode": "sample"}}, "trainer.val_decode"),
         ({"trainer": {"batch_size": 4, "grad_accum_steps": 8}}, "exceeds trainer.batch_size"),
+        ({"trainer": {"monitor": "val/accuracy"}}, r"trainer.monitor: 'val/accuracy' is not one of \['val/loss'"),
+        ({"trainer": {"monitor_mode": "lowest"}}, "trainer.monitor_mode"),
     ],
 )
 def test_bad_values_are_rejected_with_their_path(data, fragment):

@@ -1,4 +1,5 @@
-"""MlflowCallback logs params, per-epoch metrics, the config and the best checkpoint into the active run."""
+"""MlflowRun (the one MLflow logger) logs params, per-epoch metrics, the config and the best checkpoint of a
+training run into the active run; without one it logs nothing and training goes on."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from tests.training._helpers import tiny_config
 from training.config import load_train_config
 from training.loop import train
-from training.mlflow_logging import MlflowCallback
+from training.mlflow_logging import MlflowRun
 
 
 @pytest.fixture
@@ -21,13 +22,13 @@ def tracking(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
-def test_mlflow_callback_logs_a_whole_run(overfit_data, tmp_path, tracking):
+def test_the_mlflow_logger_logs_a_whole_run(overfit_data, tmp_path, tracking):
     cfg = load_train_config(tiny_config(overfit_data, trainer={"epochs": 2, "num_sample_predictions": 3}))
     # an explicit artifact location: a sqlite store otherwise puts artifacts under ./mlruns (the repo)
     experiment_id = mlflow.create_experiment("training-test", (tmp_path / "art").as_uri())
     mlflow.set_experiment(experiment_id=experiment_id)
     with mlflow.start_run() as run:
-        result = train(cfg, tmp_path / "run", callbacks=[MlflowCallback()])
+        result = train(cfg, tmp_path / "run", callbacks=[MlflowRun.active()])
     data = tracking.get_run(run.info.run_id).data
     assert data.params["optim.lr"] == "0.003" and data.params["model.kind"] == "transformer"
     assert data.params["info.train_size"] == "8"
@@ -48,6 +49,6 @@ def test_mlflow_callback_logs_a_whole_run(overfit_data, tmp_path, tracking):
 
 def test_without_an_active_run_nothing_is_logged_and_training_works(overfit_data, tmp_path):
     cfg = load_train_config(tiny_config(overfit_data, trainer={"epochs": 1}))
-    callback = MlflowCallback()
+    callback = MlflowRun.active()
     result = train(cfg, tmp_path / "run", callbacks=[callback])
     assert callback.run_id is None and result.best_checkpoint.exists()
