@@ -38,8 +38,8 @@ import optuna
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import set_path, to_dict
 from search import runner
+from search.config_paths import base_config_dict
 from search.recovery import rerun_trials
-from search.space import base_config_dict
 from search.spec import StudySpec, load_spec, parse_spec
 from search.tracking import PARENT_ATTR, StudyTracker
 

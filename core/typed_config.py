@@ -24,6 +24,13 @@ class ConfigError(ValueError):
     """A config key or value that cannot be used; the message names the dotted path and the fix."""
 
 
+def check_choice(path: str, value: Any, choices: Any) -> Any:
+    """`value` when it is one of `choices` (a Literal's args, a registry's keys), else a ConfigError."""
+    if value not in choices:
+        raise ConfigError(f"{path}: {value!r} is not one of {list(choices)}")
+    return value
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
     data = {} if data is None else data
     if not isinstance(data, dict):
@@ -52,6 +59,12 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def coerce(tp: Any, value: Any, path: str) -> Any:
+    """`value` as type `tp` by the config language's rules (YAML 1.1's "1e-3" is a float), else a
+    ConfigError naming `path`."""
+    return _coerce(tp, value, path)
+
+
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -70,10 +83,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(f"{path}: {value!r} is not a valid {_type_name(tp)}")
     if origin is Literal:
-        choices = get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{path}: {value!r} is not one of {list(choices)}")
-        return value
+        return check_choice(path, value, get_args(tp))
     if dataclasses.is_dataclass(tp):
         if dataclasses.is_dataclass(value) and isinstance(value, tp):
             return value

@@ -8,7 +8,6 @@ python -m data_prep import --format tsv --src DIR --labels FILE.tsv --out data/N
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from core.paths import data_dir
 from data_prep.buckets import parse_buckets
 from data_prep.importers import IMPORTERS, import_dataset
+from data_prep.manifest import load_manifest
 from data_prep.pipeline import NoUsableDataError
 from data_prep.synth import synth_dataset
 from data_prep.synth.render import STYLES
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, NoUsableDataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = load_manifest(out)
     print(f"prepared {out}: {manifest['counts']}, {manifest['dropped_count']} dropped (see manifest.json)")
     return 0
 

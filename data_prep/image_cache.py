@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from data_prep.images import load_gray
-from data_prep.manifest import DERIVED_CACHE_DIR
+from data_prep.manifest import DERIVED_CACHE_DIR, load_manifest
 
 try:  # POSIX only; elsewhere the write-temp-then-rename commit alone keeps the cache consistent
     import fcntl
@@ -78,11 +78,7 @@ def cache_key(root: Path, split: str, names: Sequence[str]) -> str:
 
 
 def _manifest_hash(root: Path) -> str | None:
-    path = root / "manifest.json"
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("content_hash")
-    except (OSError, ValueError, AttributeError):
-        return None
+    value = load_manifest(root, required=False).get("content_hash")
     return str(value) if value else None
 
 

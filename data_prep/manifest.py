@@ -40,8 +40,16 @@ def write_manifest(root: Path, manifest: dict) -> dict:
     return manifest
 
 
-def load_manifest(root: Path) -> dict:
+def load_manifest(root: Path, *, required: bool = True) -> dict:
+    """The dataset's manifest. `required=False` is for readers that only enrich what they report (a
+    checkpoint's image options, a study's dataset hash): a missing or unreadable manifest is then {}."""
     path = Path(root) / MANIFEST_NAME
+    if not required:
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return manifest if isinstance(manifest, dict) else {}
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {root} a prepared dataset (make data ...)?")
     return json.loads(path.read_text(encoding="utf-8"))

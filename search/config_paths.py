@@ -8,11 +8,16 @@ for the transformer only, `model.decoder_hidden` for the RNN only).
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from typing import Any
 
-from core.typed_config import ConfigError, flatten, to_dict
-from search.constraints import SpecError
+from core.typed_config import ConfigError, flatten, merge, set_path, to_dict
+from search.constraints import SpecError, check_constraint_syntax, constraint_paths
+
+# TrainConfig paths a study sets from its spec's own sections
+DATASET_PATH = "data.dataset"
+MONITOR_PATH, MONITOR_MODE_PATH = "trainer.monitor", "trainer.monitor_mode"
 
 
 @cache
@@ -42,3 +47,32 @@ def resolved_base(base: dict[str, Any]) -> dict[str, Any]:
         return to_dict(load_train_config(base))
     except ConfigError as exc:
         raise SpecError(f"base/fixed: {exc}") from None
+
+
+def base_config_dict(spec: Any) -> dict[str, Any]:  # a search.spec.StudySpec (which imports this module)
+    """The spec's base config with its fixed overrides, dataset and objective applied: a trial keeps as
+    best.pt (and reports as its value) the epoch best on the metric the study optimises."""
+    data = merge(spec.base, {})
+    for path, value in spec.fixed.items():
+        set_path(data, path, copy.deepcopy(value))
+    if spec.dataset is not None:
+        set_path(data, DATASET_PATH, spec.dataset)
+    set_path(data, MONITOR_PATH, spec.objective.metric)
+    set_path(data, MONITOR_MODE_PATH, "max" if spec.objective.direction == "maximize" else "min")
+    return data
+
+
+def check_spec_paths(spec: Any) -> None:  # a search.spec.StudySpec
+    """Every path the spec names must exist in the TrainConfig of some model family, and the base with
+    its fixed values must load: a typo is a spec error, not a study whose every trial is pruned."""
+    resolved_base(base_config_dict(spec))
+    for path in spec.fixed:
+        check_path("fixed", path)
+    for param in spec.space:
+        check_path("space", param.path)
+        for parent in param.when:
+            check_path(f"space.{param.path}.when", parent)
+    for expr in spec.constraints:
+        for path in constraint_paths(expr):
+            check_path(f"constraints: {expr!r}", path)
+        check_constraint_syntax(expr)

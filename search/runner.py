@@ -23,10 +23,10 @@ from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT
 from core.typed_config import flatten
-from search.config_paths import resolved_base
+from search.config_paths import base_config_dict, resolved_base
 from search.objective import TrialObjective
 from search.recovery import recover_stale_trials, rerun_trials
-from search.space import base_config_dict, objective_metric
+from search.space import objective_metric
 from search.spec import SpecError, StudySpec, parse_spec
 from search.storage import create_storage, describe_storage
 from search.tracking import PARENT_ATTR, StudyTracker
@@ -106,12 +106,10 @@ def dataset_hash(dataset: str | None) -> str:
     """The prepared dataset's manifest content_hash, building a missing built-in dataset first."""
     from core.paths import DEFAULT_DATASET
     from data_prep.ensure import ensure_dataset
+    from data_prep.manifest import load_manifest
 
     folder = Path(ensure_dataset(dataset or DEFAULT_DATASET))
-    manifest = folder / "manifest.json"
-    if not manifest.exists():
-        return "unknown"
-    return str(json.loads(manifest.read_text(encoding="utf-8")).get("content_hash", "unknown"))
+    return str(load_manifest(folder, required=False).get("content_hash", "unknown"))
 
 
 def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = True) -> optuna.Study:

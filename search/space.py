@@ -13,15 +13,14 @@ from typing import Any
 
 import optuna
 
-from core.typed_config import flatten, merge, set_path
+from core.typed_config import flatten, set_path
+from search.config_paths import base_config_dict
 from search.spec import ParamSpec, StudySpec, evaluate_constraint
 
 # TrainConfig paths the harness itself sets (see training.config / docs/ARCHITECTURE.md).
 EPOCHS_PATH = "trainer.epochs"
 BATCH_PATH = "trainer.batch_size"
 ACCUM_PATH = "trainer.grad_accum_steps"
-DATASET_PATH = "data.dataset"
-MONITOR_PATH, MONITOR_MODE_PATH = "trainer.monitor", "trainer.monitor_mode"
 
 
 def suggest_params(
@@ -68,19 +67,6 @@ def decode_value(spec: StudySpec, path: str, value: Any) -> Any:
     if param is not None and param.kind == "categorical":
         return copy.deepcopy(param.choices[value])
     return value
-
-
-def base_config_dict(spec: StudySpec) -> dict[str, Any]:
-    """The spec's base config with its fixed overrides, dataset and objective applied: a trial keeps as
-    best.pt (and reports as its value) the epoch best on the metric the study optimises."""
-    data = merge(spec.base, {})
-    for path, value in spec.fixed.items():
-        set_path(data, path, copy.deepcopy(value))
-    if spec.dataset is not None:
-        set_path(data, DATASET_PATH, spec.dataset)
-    set_path(data, MONITOR_PATH, spec.objective.metric)
-    set_path(data, MONITOR_MODE_PATH, "max" if spec.objective.direction == "maximize" else "min")
-    return data
 
 
 def objective_metric(trial: optuna.trial.FrozenTrial) -> str:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.paths import home, studies_dir
-from core.typed_config import ConfigError, from_dict, load_yaml
-from search.constraints import SpecError, check_constraint_syntax, constraint_paths, evaluate_constraint
+from core.typed_config import ConfigError, coerce, from_dict, load_yaml
+from search.config_paths import check_spec_paths
+from search.constraints import SpecError, constraint_paths, evaluate_constraint
 from training.config import MONITORABLE
 
 __all__ = [
@@ -42,9 +43,6 @@ __all__ = [
     "spec_path",
 ]
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "successive_halving", "median", "none")
-DIRECTIONS = ("maximize", "minimize")
 OPTUNA_SCALARS = (type(None), bool, int, float, str)
 
 
@@ -78,14 +76,14 @@ class Budget:
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    name: str = "tpe"
+    name: Literal["tpe", "random"] = "tpe"
     seed: int | None = None
     n_startup_trials: int = 10
 
 
 @dataclass(frozen=True)
 class PrunerSpec:
-    name: str = "hyperband"
+    name: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
     min_resource: int = 1
     reduction_factor: int = 3
     n_startup_trials: int = 5  # median
@@ -94,8 +92,8 @@ class PrunerSpec:
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    metric: str = "val/avg_score"
-    direction: str = "maximize"
+    metric: Literal[MONITORABLE] = "val/avg_score"  # what a validated epoch reports (training.config)
+    direction: Literal["maximize", "minimize"] = "maximize"
 
 
 @dataclass(frozen=True)
@@ -197,7 +195,7 @@ def parse_spec(
         data={**data, "base": base},
     )
     _check_sections(spec)
-    _check_config_paths(spec)
+    check_spec_paths(spec)
     enqueue = _parse_enqueue(data.get("enqueue"), spec)
     return dataclasses.replace(spec, enqueue=enqueue)
 
@@ -269,14 +267,11 @@ def _parse_param(path: str, dist: Any) -> ParamSpec:
         raise SpecError(f"{where}.type: {kind!r} is not one of ['categorical', 'int', 'float']")
     low, high, step, log = dist.get("low"), dist.get("high"), dist.get("step"), dist.get("log", False)
     for key, number in (("low", low), ("high", high)):
-        if isinstance(number, str):
-            try:  # YAML 1.1 reads 1e-3 as a string
-                number = float(number)
-            except ValueError:
-                pass
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise SpecError(f"{where}.{key}: {number!r} must be a number")
-        if kind == "int" and not float(number).is_integer():
+        try:
+            number = coerce(float, number, f"{where}.{key}")  # the config language's numbers, "1e-3" too
+        except ConfigError as exc:
+            raise SpecError(str(exc)) from None
+        if kind == "int" and not number.is_integer():
             raise SpecError(f"{where}.{key}: {number!r} must be an integer for type int")
         if key == "low":
             low = number
@@ -340,25 +335,6 @@ def _parse_constraints(value: Any, space: tuple[ParamSpec, ...]) -> tuple[str, .
     return tuple(value)
 
 
-def _check_config_paths(spec: StudySpec) -> None:
-    """Every path the spec names must exist in the TrainConfig of some model family, and the base with
-    its fixed values must load: a typo is a spec error, not a study whose every trial is pruned."""
-    from search.config_paths import check_path, resolved_base
-    from search.space import base_config_dict
-
-    resolved_base(base_config_dict(spec))
-    for path in spec.fixed:
-        check_path("fixed", path)
-    for param in spec.space:
-        check_path("space", param.path)
-        for parent in param.when:
-            check_path(f"space.{param.path}.when", parent)
-    for expr in spec.constraints:
-        for path in constraint_paths(expr):
-            check_path(f"constraints: {expr!r}", path)
-        check_constraint_syntax(expr)
-
-
 def _section(cls: type, value: Any, key: str) -> Any:
     """A typed section (budget, sampler, ...): core.typed_config's strict keys and types."""
     try:
@@ -372,19 +348,11 @@ def _check_sections(spec: StudySpec) -> None:
         raise SpecError(f"budget.n_trials: {spec.budget.n_trials!r} must be at least 1")
     if spec.budget.max_epochs is not None and spec.budget.max_epochs < 1:
         raise SpecError(f"budget.max_epochs: {spec.budget.max_epochs!r} must be at least 1")
-    if spec.sampler.name not in SAMPLERS:
-        raise SpecError(f"sampler.name: {spec.sampler.name!r} is not one of {list(SAMPLERS)}")
-    if spec.pruner.name not in PRUNERS:
-        raise SpecError(f"pruner.name: {spec.pruner.name!r} is not one of {list(PRUNERS)}")
     if spec.pruner.min_resource < 1 or spec.pruner.reduction_factor < 2:
         raise SpecError(
             f"pruner: min_resource {spec.pruner.min_resource!r} must be >= 1 and reduction_factor "
             f"{spec.pruner.reduction_factor!r} >= 2"
         )
-    if spec.objective.direction not in DIRECTIONS:
-        raise SpecError(f"objective.direction: {spec.objective.direction!r} is not one of {list(DIRECTIONS)}")
-    if spec.objective.metric not in MONITORABLE:
-        raise SpecError(f"objective.metric: {spec.objective.metric!r} is not one of {list(MONITORABLE)}")
 
 
 def _parse_enqueue(value: Any, spec: StudySpec) -> tuple[EnqueuedTrial, ...]:

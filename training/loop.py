@@ -18,7 +18,6 @@ and, on validated epochs, `val/loss`, `val/bleu4`, `val/exact_match`, `val/edit_
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -33,6 +32,7 @@ from tqdm import tqdm
 from core import typed_config
 from data_prep.augment import mixup_batch
 from data_prep.dataset import build_loader
+from data_prep.manifest import load_manifest
 from data_prep.vocab import Vocab
 from models import build_model
 from training import checkpoint as ckpt_io
@@ -118,7 +118,7 @@ class _Run:
         self.epoch, self.bad_evals, self.stopped_early = 0, 0, False
         self.best_score, self.best_metrics = -math.inf if t.monitor_mode == "max" else math.inf, {}
         self.history: list[dict[str, float]] = []
-        manifest = _manifest(Path(root))
+        manifest = load_manifest(root, required=False)
         # predict applies the training data's image processing to new images
         self.image_options = (manifest.get("options") or {}).get("image")
         self.info: dict[str, Any] = {
@@ -378,14 +378,6 @@ def _log_epoch(metrics: dict[str, float], epochs: int, monitor: str, best: float
 def _num_parameters(model: torch.nn.Module) -> int:
     counter = getattr(model, "num_parameters", None)
     return int(counter()) if callable(counter) else sum(p.numel() for p in model.parameters())
-
-
-def _manifest(root: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
 
 
 def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any]) -> None:

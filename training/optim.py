@@ -18,6 +18,7 @@ import torch
 from pytorch_optimizer import Ranger
 from torch import nn
 
+from core.typed_config import check_choice
 from training.config import OptimConfig
 
 ParamGroups = list[dict]
@@ -78,12 +79,7 @@ def list_optimizers() -> list[str]:
 
 
 def build_optimizer(model: nn.Module | Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    try:
-        factory = OPTIMIZERS[cfg.name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer optim.name={cfg.name!r}; valid names: {', '.join(list_optimizers())}"
-        ) from None
+    factory = OPTIMIZERS[check_choice("optim.name", cfg.name, list_optimizers())]
     if cfg.lr <= 0:
         raise ValueError(f"optim.lr={cfg.lr} must be > 0")
     if isinstance(model, nn.Module):

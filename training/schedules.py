@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
 
+from core.typed_config import check_choice
 from training.config import ScheduleConfig
 
 Factor = Callable[[int], float]
@@ -146,12 +147,7 @@ def build_schedule(
     mode: str = "max",
 ) -> Schedule:
     """`mode` is the direction of the monitored metric `plateau` steps on (trainer.monitor_mode)."""
-    try:
-        builder = SCHEDULES[cfg.name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown schedule schedule.name={cfg.name!r}; valid names: {', '.join(list_schedules())}"
-        ) from None
+    builder = SCHEDULES[check_choice("schedule.name", cfg.name, list_schedules())]
     return builder(optimizer, cfg, max(1, steps_per_epoch), max(1, epochs), mode)
 
 

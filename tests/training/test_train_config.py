@@ -67,7 +67,7 @@ def test_unknown_key_error_names_it_and_the_valid_keys(data, names):
         ({"optim": {"lr": "fast"}}, "optim.lr"),
         ({"trainer": {"val_decode": "sample"}}, "trainer.val_decode"),
         ({"trainer": {"batch_size": 4, "grad_accum_steps": 8}}, "exceeds trainer.batch_size"),
-        ({"trainer": {"monitor": "val/accuracy"}}, r"trainer.monitor: 'val/accuracy' is not one of \['val/loss'"),
+        ({"trainer": {"monitor": "val/accuracy"}}, r"trainer.monitor: 'val/accuracy' is not one of"),
         ({"trainer": {"monitor_mode": "lowest"}}, "trainer.monitor_mode"),
     ],
 )
@@ -78,5 +78,5 @@ def test_bad_values_are_rejected_with_their_path(data, fragment):
 
 @pytest.mark.parametrize(("path", "value"), [("optim.name", "adamax"), ("schedule.name", "cyclic")])
 def test_unknown_optimizer_or_schedule_names_fail_at_load_time(path, value):
-    with pytest.raises(ConfigError, match=rf"{path}: unknown name '{value}'; valid names: "):
+    with pytest.raises(ConfigError, match=rf"{path}: '{value}' is not one of \['"):
         load_train_config({}, overrides=[f"{path}={value}"])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import math
+from typing import get_args
 
 import pytest
 import torch
 from torch import nn
 
-from training.config import OptimConfig, ScheduleConfig
+from core.typed_config import ConfigError
+from training.config import OptimConfig, OptimizerName, ScheduleConfig, ScheduleName
 from training.optim import build_optimizer, list_optimizers, param_groups
 from training.schedules import build_schedule, list_schedules
 
@@ -66,8 +68,14 @@ def test_optimizer_state_survives_a_weights_only_checkpoint(name):
 
 
 def test_unknown_optimizer_lists_the_valid_names():
-    with pytest.raises(ValueError, match="adamw, radam, ranger, sgd"):
+    with pytest.raises(ConfigError, match="optim.name: 'lion' is not one of \\['adam', 'adamw', 'radam'"):
         build_optimizer(_model(), OptimConfig(name="lion"))
+
+
+def test_the_config_accepts_exactly_the_registered_names():
+    """One list of names: the config's Literal types and the registries that build them agree."""
+    assert sorted(get_args(OptimizerName)) == list_optimizers()
+    assert sorted(get_args(ScheduleName)) == list_schedules()
 
 
 def _lrs(cfg: ScheduleConfig, steps_per_epoch=4, epochs=10, scores=None, mode="max") -> list[float]:
@@ -172,5 +180,5 @@ def test_plateau_follows_the_monitored_direction():
 
 
 def test_unknown_schedule_lists_the_valid_names():
-    with pytest.raises(ValueError, match="constant, multistep, onecycle, plateau, warmup_cosine"):
+    with pytest.raises(ConfigError, match="'constant', 'multistep', 'onecycle', 'plateau', 'warmup_cosine'"):
         _lrs(ScheduleConfig(name="cyclic"))

@@ -1,0 +1,77 @@
+"""The layout is the data flow (docs/ARCHITECTURE.md): core -> data_prep -> models -> training -> search.
+Upstream never imports downstream, no module imports a sibling that imports it back (function-level
+imports included), and no module of the packages grows past 400 lines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from core.paths import REPO_ROOT
+
+LAYERS = ["core", "data_prep", "models", "training", "search"]
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in LAYERS:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules `path` imports anywhere in its body (a `from a.b import c` of a module counts c)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        out |= {name for name in names if name in modules}
+    return out
+
+
+MODULES = _modules()
+GRAPH = {name: _imports(path, MODULES) - {name} for name, path in MODULES.items()}
+
+
+def test_upstream_never_imports_downstream():
+    wrong = [
+        f"{a} imports {b}"
+        for a, targets in GRAPH.items()
+        for b in targets
+        if LAYERS.index(b.split(".")[0]) > LAYERS.index(a.split(".")[0])
+    ]
+    assert not wrong, wrong
+
+
+def test_no_module_imports_a_sibling_that_imports_it_back():
+    def package(name: str) -> str:
+        return name.rsplit(".", 1)[0] if "." in name else name
+
+    cycles = sorted(
+        f"{a} <-> {b}"
+        for a, targets in GRAPH.items()
+        for b in targets
+        if a < b and a in GRAPH.get(b, set()) and package(a) == package(b)
+    )
+    assert not cycles, cycles
+
+
+@pytest.mark.parametrize("package", LAYERS)
+def test_no_module_is_over_400_lines(package):
+    sizes = {
+        str(path.relative_to(REPO_ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for name, path in MODULES.items()
+        if name.split(".")[0] == package
+    }
+    long = {path: n for path, n in sizes.items() if n > MAX_LINES}
+    assert not long, long
