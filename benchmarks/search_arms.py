@@ -37,7 +37,7 @@ import optuna
 
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import set_path, to_dict
-from search import runner
+from search import runner, studies
 from search.config_paths import base_config_dict
 from search.recovery import rerun_trials
 from search.spec import StudySpec, load_spec, parse_spec
@@ -108,7 +108,7 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     and counted then."""
     every = study.get_trials(deepcopy=False)
     rerun = rerun_trials(every)
-    trials = [t for t in every if t.state in runner.FINISHED and t.number not in rerun]
+    trials = [t for t in every if t.state in studies.FINISHED and t.number not in rerun]
     return sorted(trials, key=lambda t: (t.datetime_complete, t.number))
 
 
@@ -156,9 +156,9 @@ def copy_random_startup(plan: Plan, spec: StudySpec, study: optuna.Study, wait_s
         return 0
     deadline = time.monotonic() + wait_s
     while True:
-        source = runner.load_existing(arm_spec(plan, "random").name, str(source_path))
+        source = studies.load_existing(arm_spec(plan, "random").name, str(source_path))
         firsts = sorted(source.get_trials(deepcopy=True), key=lambda t: t.number)[:n]
-        if len(firsts) == n and all(t.state in runner.FINISHED for t in firsts):
+        if len(firsts) == n and all(t.state in studies.FINISHED for t in firsts):
             break
         if time.monotonic() > deadline:
             return 0
@@ -175,9 +175,9 @@ def copy_random_startup(plan: Plan, spec: StudySpec, study: optuna.Study, wait_s
 def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
     spec = arm_spec(plan, arm)
     storage = str(plan.work / f"{arm}.journal")
-    study = runner.prepare_study(spec, storage)
+    study = studies.prepare_study(spec, storage)
     if arm == "tpe" and copy_random_startup(plan, spec, study):
-        study = runner.load_existing(spec.name, storage)
+        study = studies.load_existing(spec.name, storage)
     done = search_summary(study)["epochs_consumed"]
     if done < plan.budget_epochs:
         print(f"[{arm}] {done}/{plan.budget_epochs} epochs consumed; searching", flush=True)
@@ -199,7 +199,7 @@ def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
             status = "FINISHED"
         finally:
             tracker.finish_parent(status)
-        study = runner.load_existing(spec.name, storage)
+        study = studies.load_existing(spec.name, storage)
     return search_summary(study)
 
 

@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from search.runner import code_version, dataset_hash
+from search.studies import code_version, dataset_hash
 
 COURSE_MARGIN = 5.0  # test points the harness default must gain over the course's hand-tuned best
 VAL_TOLERANCE = 1.0  # Hyperband's best may trail no-pruning TPE's by this many val points...

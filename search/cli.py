@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from core.paths import mlruns_dir
-from search import runner, workers
+from search import runner, studies, workers
 from search.recovery import PID_ATTR as WORKER_PID
 from search.recovery import WORKER_DIED, recover_stale_trials
 from search.spec import load_spec, spec_path
@@ -42,7 +42,7 @@ class _Progress:
     line. In a log file: a line when a trial ends and at most one a minute in between (no flood)."""
 
     def __init__(self, study: optuna.Study, target: int, enabled: bool = True, max_epochs: int | None = None):
-        self.study, self.start = study, runner.count_finished(study)
+        self.study, self.start = study, studies.count_finished(study)
         self.target, self.max_epochs, self.enabled = target, max_epochs, enabled
         self.tty = sys.stderr.isatty()
         self._last: tuple | None = None
@@ -54,7 +54,7 @@ class _Progress:
 
     def __call__(self, *_args) -> None:
         """After every trial (and on the workers' poll): counts and the best so far."""
-        info = runner.summary(self.study)
+        info = studies.summary(self.study)
         state = (info["finished"], info["best_value"], info["pruned"], info["failed"])
         if state == self._last:
             return  # the workers' poll would otherwise repeat the same line every 2 s
@@ -92,7 +92,7 @@ class _Progress:
         """After the study's first epoch: what the rest costs on this machine, at most."""
         if not self.enabled or not self.max_epochs:
             return
-        left = max(self.target - (runner.count_finished(self.study) - self.start), 1)
+        left = max(self.target - (studies.count_finished(self.study) - self.start), 1)
         total = left * self.max_epochs * epoch_seconds
         self.write(
             f"first epoch took {format_duration(epoch_seconds)}: the {left} trial(s) to run need up to "
@@ -127,7 +127,7 @@ def _cpu_note(name: str, gpus: list[str]) -> str | None:
 def _trials_to_run(study: optuna.Study, requested: int | None, budget: int) -> int:
     if requested is not None:
         return requested
-    return max(budget - runner.count_finished(study), 0)
+    return max(budget - studies.count_finished(study), 0)
 
 
 def _budget_guard(requested: int | None, budget: int) -> list:
@@ -137,9 +137,9 @@ def _budget_guard(requested: int | None, budget: int) -> list:
         return []
 
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        # runner.count_finished, not Optuna's MaxTrialsCallback: a trial that runs again (cut by Ctrl-C,
+        # studies.count_finished, not Optuna's MaxTrialsCallback: a trial that runs again (cut by Ctrl-C,
         # lost with its worker) is not part of the budget
-        if runner.count_finished(study) >= budget:
+        if studies.count_finished(study) >= budget:
             study.stop()
 
     return [stop_at_budget]
@@ -153,12 +153,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     spec = load_spec(args.name)
     print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
-    study = runner.prepare_study(spec, args.storage)
+    study = studies.prepare_study(spec, args.storage)
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
-    target = runner.count_finished(study) + n
+    target = studies.count_finished(study) + n
     if n == 0:
         print(
-            f"study {spec.name} already has {runner.count_finished(study)} finished trials (budget "
+            f"study {spec.name} already has {studies.count_finished(study)} finished trials (budget "
             f"{spec.budget.n_trials}); pass --trials n to add more"
         )
         return _finish(study, "FINISHED", target)
@@ -210,7 +210,7 @@ def _left_to_run(study: optuna.Study, target: int, live: dict[int, int]) -> int:
     started = Counter(t.user_attrs.get(WORKER_PID) for t in trials if t.state != TrialState.WAITING)
     pending = sum(max(share - started[pid], 0) for pid, share in live.items())
     running = sum(t.state == TrialState.RUNNING for t in trials)
-    return max(target - runner.count_finished(study) - running - pending, 0)
+    return max(target - studies.count_finished(study) - running - pending, 0)
 
 
 def _finish(study: optuna.Study, status: str, target: int) -> int:
@@ -218,8 +218,8 @@ def _finish(study: optuna.Study, status: str, target: int) -> int:
     RUNNING by a dead worker and not every trial failed; 130 after Ctrl-C/SIGTERM."""
     tracker = runner.tracker_or_none(study.study_name, study.user_attrs.get(PARENT_ATTR))
     recover_stale_trials(study, tracker, sweep_runs=True)
-    info = runner.summary(study)
-    finished = runner.count_finished(study)
+    info = studies.summary(study)
+    finished = studies.count_finished(study)
     print(
         f"{info['finished']} finished trial(s): {info['complete']} complete, {info['pruned']} pruned, "
         f"{info['failed']} failed; best {info['best_value']} (trial {info['best_trial']})"
@@ -253,10 +253,10 @@ def _finish(study: optuna.Study, status: str, target: int) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     # a worker joining from another machine has no index from workers.launch: its pid keeps its
     # sampler's stream apart from the others'
-    salt = None if os.environ.get(runner.WORKER_INDEX_ENV) else os.getpid()
+    salt = None if os.environ.get(studies.WORKER_INDEX_ENV) else os.getpid()
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    study = runner.load_existing(args.name, args.storage)
-    spec = runner.spec_from_study(study)
+    study = studies.load_existing(args.name, args.storage)
+    spec = studies.spec_from_study(study)
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
     progress = _Progress(study, n, enabled=not args.no_progress)
     try:
@@ -273,7 +273,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from search.export import export_top
 
-    study = runner.load_existing(args.name, args.storage)
+    study = studies.load_existing(args.name, args.storage)
     try:
         written = export_top(study, args.top)
     except LookupError as exc:
@@ -289,7 +289,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from search.report import write_report
 
-    study = runner.load_existing(args.name, args.storage)
+    study = studies.load_existing(args.name, args.storage)
     print(write_report(study))
     return 0
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from core.paths import REPO_ROOT
-from search.runner import WORKER_INDEX_ENV
+from search.studies import WORKER_INDEX_ENV
 
 log = logging.getLogger(__name__)
 

@@ -129,7 +129,7 @@ def test_tpe_copies_the_random_arms_startup_trials_instead_of_training_them(quic
     home, out, results = quick_run
     args = search_arms.argparse.Namespace(quick=True, spec="transformer-cpu", budget=None, out=None)
     plan = search_arms.make_plan(args)
-    load = search_arms.runner.load_existing
+    load = search_arms.studies.load_existing
     random = load(search_arms.arm_spec(plan, "random").name, str(plan.work / "random.journal"))
     tpe = load(search_arms.arm_spec(plan, "tpe").name, str(plan.work / "tpe.journal"))
     n = plan.spec.sampler.n_startup_trials

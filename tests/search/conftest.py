@@ -111,7 +111,7 @@ def fake_study(isolated_home, monkeypatch, request, shared_mlflow_uri):
     studies = isolated_home / "studies"
     studies.mkdir(parents=True, exist_ok=True)
     (studies / f"{name}.yaml").write_text(textwrap.dedent(FAKE_SPEC), encoding="utf-8")
-    monkeypatch.setattr("search.runner.dataset_hash", lambda dataset: "fakehash")
+    monkeypatch.setattr("search.studies.dataset_hash", lambda dataset: "fakehash")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_mlflow_uri)
     return name
 

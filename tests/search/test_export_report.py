@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from core.typed_config import to_dict
 from search.cli import main
-from search.runner import load_existing
+from search.studies import load_existing
 from training.config import load_train_config
 
 

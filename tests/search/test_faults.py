@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT, mlruns_dir, studies_dir
-from search import runner
+from search import studies
 from search.cli import main
 from search.recovery import WORKER_DIED
 from search.tracking import get_client
@@ -40,7 +40,7 @@ def _running_trial(
         assert proc.poll() is None, "the study ended before a trial could be caught mid-way"
         if storage is not None or (studies_dir() / f"{name}.journal").exists():
             try:
-                study = runner.load_existing(name, storage)
+                study = studies.load_existing(name, storage)
             except LookupError:  # not created yet
                 time.sleep(0.2)
                 continue
@@ -53,7 +53,7 @@ def _running_trial(
 
 
 def _assert_nothing_running(name: str) -> None:
-    study = runner.load_existing(name, None)
+    study = studies.load_existing(name, None)
     assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     client = get_client()
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], max_results=1000)
@@ -62,14 +62,14 @@ def _assert_nothing_running(name: str) -> None:
 
 def _assert_recovered(dead: optuna.trial.FrozenTrial) -> None:
     """The dead worker's trial failed as worker_died, ran again with its params, and the budget is met."""
-    study = runner.load_existing("smoke", None)
+    study = studies.load_existing("smoke", None)
     lost = study.trials[dead.number]
     assert lost.state == TrialState.FAIL and lost.user_attrs["reason"] == WORKER_DIED
     again = [t for t in study.trials if t.user_attrs.get("requeued_from") == dead.number]
     assert len(again) == 1 and again[0].params == lost.params
     assert again[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert again[0].user_attrs.get("baseline") == lost.user_attrs.get("baseline")
-    assert runner.count_finished(study) == SMOKE_BUDGET
+    assert studies.count_finished(study) == SMOKE_BUDGET
     _assert_nothing_running("smoke")
 
 
@@ -116,9 +116,9 @@ def test_sigterm_mid_trial_then_the_resumed_study_runs_exactly_the_budget(isolat
     cut, status = _signal_mid_trial(["study", "smoke"], signal.SIGTERM)
     assert status == 130
     assert main(["study", "smoke"]) == 0
-    study = runner.load_existing("smoke", None)
+    study = studies.load_existing("smoke", None)
     assert study.trials[cut.number].user_attrs["reason"] == "interrupted"
-    assert runner.count_finished(study) == SMOKE_BUDGET
+    assert studies.count_finished(study) == SMOKE_BUDGET
     counted = [t for t in study.trials if t.state != TrialState.FAIL]
     assert len(counted) == SMOKE_BUDGET  # one rerun of the cut trial, no trial short
     _assert_nothing_running("smoke")
@@ -139,7 +139,7 @@ def test_a_store_that_breaks_mid_study_fails_no_trial(fake_study, fake_training,
 
     monkeypatch.setattr(client_class, "create_run", flaky_create_run)  # the parent run, trial 0, then none
     assert main(["study", fake_study, "--trials", "5"]) == 0
-    study = runner.load_existing(fake_study, None)
+    study = studies.load_existing(fake_study, None)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     untracked = [t for t in study.trials if "tracking_error" in t.user_attrs]
     assert untracked and all("readonly database" in t.user_attrs["tracking_error"] for t in untracked)
@@ -202,7 +202,7 @@ def test_export_and_report_while_a_study_is_running(fake_study, fake_training, c
     """A trial RUNNING in another (live) process: export and report read the finished ones."""
     fake_training()
     assert main(["study", fake_study, "--trials", "3"]) == 0
-    study = runner.load_existing(fake_study, None)
+    study = studies.load_existing(fake_study, None)
     running = study.ask()  # as a live worker holds it
     running.set_user_attr("worker_pid", os.getpid())
     assert main(["export", fake_study]) == 0
@@ -226,17 +226,17 @@ def test_kill_9_mid_trial_on_postgres_then_a_plain_rerun_runs_the_stale_trial_ag
     monkeypatch.setenv("SEARCH_HEARTBEAT_S", "1")  # stale after 3 s instead of 3 min
     dead, _ = _signal_mid_trial(["study", name, "--storage", url], signal.SIGKILL, name, storage=url)
     # as if the worker had run on another machine: the pid check cannot judge it, the heartbeat does
-    study = runner.load_existing(name, url)
+    study = studies.load_existing(name, url)
     study._storage.set_trial_user_attr(dead._trial_id, "worker_host", "another-machine")
     time.sleep(4)  # past the grace period
     assert main(["study", name, "--storage", url]) == 0
-    study = runner.load_existing(name, url)
+    study = studies.load_existing(name, url)
     lost = study.trials[dead.number]
     assert lost.state == TrialState.FAIL
     again = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]  # Optuna's retry
     assert len(again) == 1 and again[0].params == lost.params
     assert again[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    assert runner.count_finished(study) == SMOKE_BUDGET
+    assert studies.count_finished(study) == SMOKE_BUDGET
     assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     client = get_client()
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], max_results=1000)
@@ -261,7 +261,7 @@ def test_a_store_file_corrupted_mid_study_fails_no_trial(fake_study, fake_traini
 
     fake_training(corrupt_after_the_first)
     assert main(["study", fake_study, "--trials", "4"]) == 0
-    study = runner.load_existing(fake_study, None)
+    study = studies.load_existing(fake_study, None)
     assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert any("tracking_error" in t.user_attrs for t in study.trials[2:])

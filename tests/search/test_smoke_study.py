@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT, exports_dir, runs_dir
 from search.cli import main
-from search.runner import load_existing
+from search.studies import load_existing
 from search.tracking import RUN_STATUS, get_client
 from training.checkpoint import load_checkpoint
 from training.config import load_train_config

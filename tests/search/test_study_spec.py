@@ -8,9 +8,9 @@ import optuna
 import pytest
 
 from core.typed_config import flatten, to_dict
-from search.runner import create_sampler
 from search.space import build_config_dict, suggest_params, violated_constraints
 from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
+from search.studies import create_sampler
 from training.config import load_train_config
 
 SHIPPED = ["smoke", "transformer", "transformer-cpu", "rnn"]

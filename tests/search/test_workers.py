@@ -15,9 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.runner import prepare_study
 from search.spec import load_spec
 from search.storage import create_storage
+from search.studies import prepare_study
 from search.tracking import get_client
 from search.workers import plan_slots, split_trials
 
