@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import optuna
 
-from search import cli
+from search.study_progress import StudyProgress, cpu_note
 
 
 def test_first_epoch_gives_an_upper_bound_for_the_rest_of_the_study(capsys):
     study = optuna.create_study()
-    progress = cli._Progress(study, target=3, max_epochs=8)
+    progress = StudyProgress(study, target=3, max_epochs=8)
     progress.tty = False  # as in a log file
     progress.trial_status("trial 0: epoch 1/8 done in 1:00", force=True, epoch_seconds=60.0)
     progress.trial_status("trial 0: epoch 2/8 done in 1:00", force=True, epoch_seconds=60.0)
@@ -22,8 +22,8 @@ def test_first_epoch_gives_an_upper_bound_for_the_rest_of_the_study(capsys):
 
 
 def test_a_gpu_sized_spec_on_cpu_points_to_its_cpu_profile():
-    note = cli._cpu_note("transformer", gpus=[])
+    note = cpu_note("transformer", gpus=[])
     assert note is not None and "make study NAME=transformer-cpu" in note
-    assert cli._cpu_note("transformer", gpus=["0"]) is None
-    assert cli._cpu_note("transformer-cpu", gpus=[]) is None
-    assert cli._cpu_note("smoke", gpus=[]) is None  # no smoke-cpu profile: nothing to point to
+    assert cpu_note("transformer", gpus=["0"]) is None
+    assert cpu_note("transformer-cpu", gpus=[]) is None
+    assert cpu_note("smoke", gpus=[]) is None  # no smoke-cpu profile: nothing to point to
