@@ -14,7 +14,7 @@ EPOCHS ?=
 ARGS ?= synth
 PORT ?= 5000
 
-.PHONY: help venv test test-fast lint bench bench-search data study worker ui export report train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search data study worker ui export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ export: .venv/.stamp ## export the best trial's config: make export NAME=transfo
 
 report: .venv/.stamp ## self-contained HTML report: make report NAME=transformer
 	$(PY) -m search report $(NAME) $(if $(STORAGE),--storage $(STORAGE))
+
+replay: .venv/.stamp ## train a trial again from what its study recorded: make replay NAME=smoke TRIAL=n
+	@test -n "$(TRIAL)" || { echo "make replay needs TRIAL=n, e.g. make replay NAME=smoke TRIAL=0"; exit 2; }
+	$(PY) -m search replay $(NAME) --trial $(TRIAL) $(if $(STORAGE),--storage $(STORAGE))
 
 train: .venv/.stamp ## train one config: make train CONFIG=studies/exports/transformer.best.yaml [EPOCHS=n]
 	@test -n "$(CONFIG)" || { echo "make train needs CONFIG=path/to/config.yaml, e.g. CONFIG=studies/exports/smoke.best.yaml"; exit 2; }

@@ -1,10 +1,11 @@
-"""python -m search {study,worker,ui,export,report} ...: the study harness's command line.
+"""python -m search {study,worker,ui,export,report,replay} ...: the study harness's command line.
 
 python -m search study smoke [--trials n] [--workers k] [--storage url]
 python -m search worker smoke [--trials n] [--storage url]
 python -m search ui [--port 5000]
 python -m search export smoke [--top k] [--storage url]
 python -m search report smoke [--storage url]
+python -m search replay smoke --trial n [--storage url]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from search.recovery import WORKER_DIED, recover_stale_trials
 from search.spec import load_spec
 from search.storage import describe_storage
 from search.study_progress import StudyProgress, cpu_note
-from search.tracking import PARENT_ATTR, StudyTracker, get_client, tracking_uri
+from search.tracking import PARENT_ATTR, StudyTracker, get_client, tracker_or_none, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _left_to_run(study: optuna.Study, target: int, live: dict[int, int]) -> int:
 def _finish(study: optuna.Study, status: str, target: int) -> int:
     """Close the parent run and say the truth: exit 0 only when the budget was met, nothing is left
     RUNNING by a dead worker and not every trial failed; 130 after Ctrl-C/SIGTERM."""
-    tracker = runner.tracker_or_none(study.study_name, study.user_attrs.get(PARENT_ATTR))
+    tracker = tracker_or_none(study.study_name, study.user_attrs.get(PARENT_ATTR))
     recover_stale_trials(study, tracker, sweep_runs=True)
     info = studies.summary(study)
     finished = studies.count_finished(study)
@@ -194,6 +195,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
         print(f"#{rank} trial {trial.number} score {trial.value:.3f} -> {path}\n    {params}")
     print(f"retrain: python -m training train {written[0][1]}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from search.replay import replay_trial
+
+    replay = replay_trial(studies.load_existing(args.name, args.storage), args.trial)
+    print(f"trial {replay.trial} of {args.name}, {replay.metric} per epoch:\n{replay.table()}")
+    verdict = "identical to the recorded curve" if replay.identical else "differs from the recorded curve"
+    print(f"replay {verdict}; run folder {replay.out_dir}")
     return 0
 
 
@@ -283,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--top", type=int, default=1)
     export.add_argument("--storage", default=None)
     export.set_defaults(func=cmd_export)
+    replay = sub.add_parser("replay", help="train a trial again from its recorded config and compare")
+    replay.add_argument("name")
+    replay.add_argument("--trial", type=int, required=True)
+    replay.add_argument("--storage", default=None)
+    replay.set_defaults(func=cmd_replay)
     report = sub.add_parser("report", help="write studies/reports/NAME.html")
     report.add_argument("name")
     report.add_argument("--storage", default=None)

@@ -23,7 +23,7 @@ from search.recovery import recover_stale_trials
 from search.space import objective_metric
 from search.spec import StudySpec
 from search.studies import load_study, summary
-from search.tracking import PARENT_ATTR, StudyTracker
+from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +65,6 @@ def run_worker(
         requeue_interrupted(study, objective.interrupted)
         raise
     return study
-
-
-def tracker_or_none(name: str, parent_run_id: str | None) -> StudyTracker | None:
-    """A worker whose MLflow store broke after the study started still trains its trials (untracked)."""
-    try:
-        return StudyTracker(name, parent_run_id)
-    except Exception as exc:
-        log.warning("MLflow is unusable (%s): this worker's trials train without MLflow runs", exc)
-        return None
 
 
 def requeue_interrupted(study: optuna.Study, numbers: list[int]) -> list[int]:

@@ -99,26 +99,29 @@ class StudyTracker:
         if self.parent_run_id is not None:
             self.client.set_terminated(self.parent_run_id, status=status)
 
-    @contextmanager
-    def trial_run(self, trial_number: int, params: dict[str, Any], config: dict[str, Any]):
-        """A child run `trial-<n>`; if the body leaves without calling finish(), the run is KILLED
-        (Ctrl-C) or FAILED (an exception), never left RUNNING."""
-        tags = {
-            "optuna.study_name": self.study_name,
-            "optuna.trial_number": trial_number,
-            "search.role": "trial",
-        }
+    def open_run(self, run_name: str, tags: dict[str, Any], *, log_config: bool = True) -> MlflowRun:
+        """A run of the study's experiment (under the parent run when there is one). A store that broke
+        mid-study costs the run, not the training: the MlflowRun then logs nothing and says why."""
+        tags = {"optuna.study_name": self.study_name, **tags}
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
         start = time.perf_counter()
         try:
-            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}", tags=tags)
-            child = MlflowRun(self.client, run.info.run_id, log_config=False)
-        except Exception as exc:  # a store that broke mid-study costs the trial its run, not its training
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+            child = MlflowRun(self.client, run.info.run_id, log_config=log_config)
+        except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.warning("trial %d trains without an MLflow run: %s", trial_number, reason)
-            child = MlflowRun(None, None, error=reason[:500], log_config=False)
+            log.warning("%s trains without an MLflow run: %s", run_name, reason)
+            child = MlflowRun(None, None, error=reason[:500], log_config=log_config)
         child.seconds += time.perf_counter() - start
+        return child
+
+    @contextmanager
+    def trial_run(self, trial_number: int, params: dict[str, Any], config: dict[str, Any]):
+        """A child run `trial-<n>`; if the body leaves without calling finish(), the run is KILLED
+        (Ctrl-C) or FAILED (an exception), never left RUNNING."""
+        tags = {"optuna.trial_number": trial_number, "search.role": "trial"}
+        child = self.open_run(f"trial-{trial_number}", tags, log_config=False)
         # logged before training, so an impossible point's run shows what was sampled too
         child.log_config(config, {f"optuna.{k}": v for k, v in params.items()})
         try:
@@ -134,3 +137,12 @@ class StudyTracker:
         finally:
             if not child.finished:
                 finish_trial_run(child, "INTERRUPTED")
+
+
+def tracker_or_none(name: str, parent_run_id: str | None) -> StudyTracker | None:
+    """A worker whose MLflow store broke after the study started still trains its trials (untracked)."""
+    try:
+        return StudyTracker(name, parent_run_id)
+    except Exception as exc:
+        log.warning("MLflow is unusable (%s): this worker's trials train without MLflow runs", exc)
+        return None

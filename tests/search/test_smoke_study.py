@@ -104,3 +104,25 @@ def test_a_minimised_val_loss_objective_picks_the_lowest_loss_trial_and_epoch(sm
     lowest = min(complete, key=lambda t: t.value)
     assert f"trial: {lowest.number}\n" in exported and "best val/loss of the trial" in exported
     assert load_train_config(exports_dir() / "smoke-loss.best.yaml").trainer.monitor_mode == "min"
+
+
+def test_replay_reproduces_a_trials_recorded_curve_exactly(smoke_home, capsys):
+    study = load_existing("smoke", None)
+    trial = next(t for t in study.trials if t.user_attrs.get("baseline") == "good-transformer")
+    assert main(["replay", "smoke", "--trial", str(trial.number)]) == 0
+    out = capsys.readouterr().out
+    assert "identical to the recorded curve" in out
+    replays = list((runs_dir() / "replays" / "smoke").glob(f"trial-{trial.number:04d}-*"))
+    assert len(replays) == 1 and (replays[0] / "best.pt").exists()
+    replayed = load_checkpoint(replays[0] / "best.pt")["metrics"]["val/avg_score"]
+    assert replayed == trial.value  # equality, not closeness
+    _, runs = _runs()
+    assert runs[f"replay-trial-{trial.number}"].data.tags["search.replay_of"] == str(trial.number)
+
+
+def test_replay_on_data_that_hashes_differently_names_both_hashes(smoke_home, capsys, monkeypatch):
+    monkeypatch.setattr("search.studies.dataset_hash", lambda dataset: "0123abcd")
+    assert main(["replay", "smoke", "--trial", "0"]) == 2
+    err = capsys.readouterr().err
+    recorded = load_existing("smoke", None).user_attrs["dataset_hash"]
+    assert "0123abcd" in err and recorded in err and len(err.strip().splitlines()) == 1
