@@ -184,6 +184,8 @@ class TrialObjective:
             trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
             log.warning("trial %d failed: %r", trial.number, exc)
             raise
+        for key, value in (getattr(result, "decode_speed", None) or {}).items():
+            trial.set_user_attr(key.replace("/", "_"), value)  # decode_ms_per_formula, decode_formulas_per_s
         metric = self.spec.objective.metric
         best = (getattr(result, "best_metrics", None) or {}).get(metric)
         if best is None or not math.isfinite(float(best)):

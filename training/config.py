@@ -108,6 +108,7 @@ class TrainerConfig:
     val_max_len: int | None = None  # decode length cap; None -> the model's max_output_len
     val_batch_size: int = 0  # 0 -> twice the micro-batch (decoding keeps no activations for backward)
     num_sample_predictions: int = 8  # (id, reference, prediction) rows kept from the last validation
+    decode_speed_formulas: int = 32  # validation images best.pt decodes, timed, when training ends; 0 = off
     progress: bool = True  # tqdm bars
     save_every_epoch: bool = True  # write last.pt after every epoch (resume point)
 

@@ -13,7 +13,7 @@ the resume point in `last.pt`.
 Per-epoch metrics (history rows, callbacks, MLflow): `epoch`, `train/loss`, `lr`, `images_per_s`
 (training images per second, loader included), `gpu_peak_mem_mb`, `epoch_time_s` (validation included)
 and, on validated epochs, `val/loss`, `val/bleu4`, `val/exact_match`, `val/edit_score`, `val/avg_score`,
-`val/token_accuracy`.
+`val/token_accuracy`. When training ends, best.pt's decoding speed is timed (training.decode_speed).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from models import build_model
 from training import checkpoint as ckpt_io
 from training.callbacks import Callback
 from training.config import VAL_KEYS, TrainConfig, save_train_config
+from training.decode_speed import measure_decode_speed
 from training.errors import NonFiniteLossError
 from training.evaluate import evaluate
 from training.losses import count_tokens, token_loss_sum, trim_targets
@@ -64,6 +65,7 @@ class TrainResult:
     history: list[dict[str, float]]
     sample_predictions: list[dict[str, str]] = field(default_factory=list)
     stopped_early: bool = False
+    decode_speed: dict[str, float] = field(default_factory=dict)  # training.decode_speed, of best.pt
 
 
 def train(
@@ -124,7 +126,7 @@ class _Run:
         self.info: dict[str, Any] = {
             "out_dir": str(out_dir), "device": str(self.device), "dataset": str(root),
             "dataset_hash": str(manifest.get("content_hash", "")),
-            "num_parameters": _num_parameters(self.model),
+            "num_parameters": self.model.num_parameters(),
             "train_size": len(self.train_loader.dataset), "val_size": len(self.val_loader.dataset),
             "steps_per_epoch": len(self.train_loader), "start_epoch": 1, "sample_predictions": [],
         }
@@ -161,10 +163,18 @@ class _Run:
         if not self.last_path.exists():
             self._save_last()
         result = TrainResult(self.best_path, self.last_path, dict(self.best_metrics), list(self.history),
-                             list(self.info["sample_predictions"]), self.stopped_early)
+                             list(self.info["sample_predictions"]), self.stopped_early, self._decode_speed())
         for cb in self.callbacks:
             cb.on_train_end(result)
         return result
+
+    def _decode_speed(self) -> dict[str, float]:
+        n = self.cfg.trainer.decode_speed_formulas
+        if n <= 0 or not self.best_path.exists():
+            return {}
+        self.model.load_state_dict(ckpt_io.load_checkpoint(self.best_path, self.device)["model"])
+        return measure_decode_speed(self.model, self.val_loader, self.device, n_formulas=n,
+                                    max_len=self.cfg.trainer.val_max_len)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         t = self.cfg.trainer
@@ -373,11 +383,6 @@ def _log_epoch(metrics: dict[str, float], epochs: int, monitor: str, best: float
         f"{monitor} {best:.4g}" if monitor in metrics else ""
     logger.info("epoch %d/%d: train/loss %.4f%s, lr %.2e, %.1f img/s, %.1f s", metrics["epoch"], epochs,
                 metrics["train/loss"], val, metrics["lr"], metrics["images_per_s"], metrics["epoch_time_s"])
-
-
-def _num_parameters(model: torch.nn.Module) -> int:
-    counter = getattr(model, "num_parameters", None)
-    return int(counter()) if callable(counter) else sum(p.numel() for p in model.parameters())
 
 
 def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any]) -> None:

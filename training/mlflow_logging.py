@@ -145,6 +145,7 @@ class MlflowRun(Callback):
 
     def on_train_end(self, result: Any) -> None:
         self.log_metrics({f"best/{k}": v for k, v in result.best_metrics.items()}, 0)
+        self.log_metrics(getattr(result, "decode_speed", {}), 0)  # decode/ms_per_formula, formulas_per_s
         self.sample_predictions = list(result.sample_predictions or self.sample_predictions)
         self._log_samples()
         if self.log_checkpoint and result.best_checkpoint.exists():

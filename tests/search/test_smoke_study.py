@@ -67,6 +67,9 @@ def test_every_trial_is_in_mlflow_with_state_params_and_curves(smoke_home):
             assert key in run.data.metrics, key
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.yaml", "sample_predictions.json"} <= artifacts
+        if trial.state == TrialState.COMPLETE:  # best.pt's decoding speed, measured when training ended
+            assert trial.user_attrs["decode_ms_per_formula"] == run.data.metrics["decode/ms_per_formula"] > 0
+            assert trial.user_attrs["decode_formulas_per_s"] == run.data.metrics["decode/formulas_per_s"] > 0
     parent_artifacts = {a.path for a in client.list_artifacts(runs["study-smoke"].info.run_id)}
     assert {"figures.html", "best_config.yaml"} <= parent_artifacts
 

@@ -40,6 +40,35 @@ def test_overfit_run_lowers_loss_and_reaches_avg_score_90(overfit_run):
     best = load_checkpoint(result.best_checkpoint)  # weights_only=True inside
     assert best["metrics"]["val/avg_score"] == result.best_metrics["val/avg_score"]
     assert load_train_config(best["config"]).trainer.epochs == 80
+    speed = result.decode_speed  # best.pt's greedy decoding, timed once training ends
+    assert set(speed) == {"decode/ms_per_formula", "decode/formulas_per_s"}
+    assert speed["decode/ms_per_formula"] > 0 and speed["decode/formulas_per_s"] > 0
+
+
+def test_decode_speed_decodes_the_first_n_validation_images_one_by_one_then_batched(
+    overfit_data, monkeypatch
+):
+    from data_prep.dataset import build_loader
+    from data_prep.vocab import Vocab
+    from models import build_model
+    from training import decode_speed
+
+    vocab = Vocab.load(overfit_data / "vocab.json")
+    model = build_model(load_train_config(tiny_config(overfit_data)).model, len(vocab))
+    loader = build_loader(overfit_data, "validate", vocab, 4)
+    calls = []
+
+    def counting(model, images, *, max_len):
+        calls.append((len(images), max_len))
+        return None
+
+    monkeypatch.setattr(decode_speed, "greedy_decode", counting)
+    speed = decode_speed.measure_decode_speed(model, loader, torch.device("cpu"), n_formulas=6, max_len=9)
+    assert set(speed) == {"decode/ms_per_formula", "decode/formulas_per_s"}
+    warmup, rest = calls[0], calls[1:]
+    assert warmup == (1, 9) and rest[:6] == [(1, 9)] * 6  # batch 1, the first six images
+    assert sum(n for n, _ in rest[6:]) == 6 and max(n for n, _ in rest[6:]) > 1  # then in loader batches
+    assert not decode_speed.measure_decode_speed(model, loader, torch.device("cpu"), n_formulas=0, max_len=9)
 
 
 def _comparable(history):
