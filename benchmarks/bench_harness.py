@@ -64,11 +64,11 @@ def _measure() -> dict[str, float]:
     hooks += [(MlflowRun, name) for name in ("on_train_start", "on_epoch_end", "on_train_end")]
     real_hooks = [getattr(cls, name) for cls, name in hooks]
 
-    def timed_train(config, out_dir, callbacks):
+    def timed_train(*args, **kwargs):
         nonlocal training_s
         start = time.perf_counter()
         try:
-            return real_train(config, out_dir, callbacks)
+            return real_train(*args, **kwargs)
         finally:
             training_s += time.perf_counter() - start
 

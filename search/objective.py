@@ -39,11 +39,11 @@ log = logging.getLogger(__name__)
 
 
 
-def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback]) -> Any:
+def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback], resume: bool = False) -> Any:
     """The seam tests replace with a fast fake: trains one config, returns a training.loop.TrainResult."""
     from training.loop import train
 
-    return train(config, out_dir, callbacks=callbacks)
+    return train(config, out_dir, callbacks=callbacks, resume=resume)
 
 
 class PruneTrial(optuna.TrialPruned):
@@ -194,15 +194,39 @@ class TrialObjective:
             )
         return float(best)
 
+    def _resume_point(self, trial: optuna.Trial, run: MlflowRun | None) -> tuple[Path, int]:
+        """The folder the trial trains in and the epoch it continues after. A rerun of a trial cut short
+        (Ctrl-C, SIGTERM, a dead worker) continues in that trial's folder from its last.pt, with the
+        epochs already done reported to Optuna again under their own numbers."""
+        own = runs_dir() / "studies" / self.spec.name / f"trial-{trial.number:04d}"
+        source = trial.user_attrs.get("requeued_from")
+        cut = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == source), None)
+        folder = Path(cut.user_attrs.get("trial_dir", own.with_name(f"trial-{source:04d}"))) if cut else own
+        last = folder / "last.pt"
+        if cut is None or not last.exists():
+            return own, 0
+        from training.checkpoint import load_checkpoint
+
+        epoch = int(load_checkpoint(last)["epoch"])
+        for step, value in sorted(cut.intermediate_values.items()):
+            if step <= epoch:
+                trial.report(value, step)
+        trial.set_user_attr("resumed_at_epoch", epoch)
+        if run is not None:
+            run.set_tags({"search.resumed_from": source, "search.resumed_at_epoch": epoch})
+        log.info("trial %d continues trial %d from epoch %d (%s)", trial.number, source, epoch, last)
+        return folder, epoch
+
     def _train_with_oom_retry(self, trial: optuna.Trial, config: TrainConfig, run: MlflowRun | None) -> Any:
-        out_dir = runs_dir() / "studies" / self.spec.name / f"trial-{trial.number:04d}"
+        out_dir, resumed_at = self._resume_point(trial, run)
+        trial.set_user_attr("trial_dir", str(out_dir))
         for attempt in (0, 1):
             callback = _ReportCallback(trial, self.spec.objective.metric)
             callbacks: list[Callback] = [callback] if run is None else [run, callback]
             if self.status is not None:
                 callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))
             try:
-                return run_training(config, out_dir, callbacks)
+                return run_training(config, out_dir, callbacks, resume=resumed_at > 0)
             except torch.cuda.OutOfMemoryError as exc:
                 _free_memory()
                 accum = config.trainer.grad_accum_steps * 2

@@ -60,7 +60,7 @@ class FakeTraining:
         self.epoch_seconds = epoch_seconds
         self.calls: list = []
 
-    def __call__(self, config, out_dir, callbacks):
+    def __call__(self, config, out_dir, callbacks, resume=False):
         self.calls.append(config)
         what = self.behaviour(config)
         if what == "oom":

@@ -129,3 +129,46 @@ def test_replay_on_data_that_hashes_differently_names_both_hashes(smoke_home, ca
     err = capsys.readouterr().err
     recorded = load_existing("smoke", None).user_attrs["dataset_hash"]
     assert "0123abcd" in err and recorded in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_trial_cut_after_epoch_2_of_4_resumes_from_last_pt(smoke_home, monkeypatch, tmp_path):
+    """Ctrl-C after epoch 2: the rerun trains only epochs 3-4 in the same folder, keeps its epoch numbers
+    with Optuna, and ends exactly where an uninterrupted run of the same config ends."""
+    import search.objective as objective
+    from training.callbacks import Callback
+
+    spec = yaml.safe_load((REPO_ROOT / "studies" / "smoke.yaml").read_text())
+    spec["enqueue"] = spec["enqueue"][:1]  # the good transformer
+    spec["base"]["trainer"].update(epochs=4, save_every_epoch=True)
+    spec["budget"] = {"n_trials": 1, "max_epochs": 4}
+    spec["pruner"] = {"name": "none"}
+    (smoke_home / "studies" / "smoke-resume.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    real, trained = objective.run_training, []
+
+    class CutAfter2(Callback):
+        def on_epoch_end(self, epoch, metrics):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    class Count(Callback):
+        def on_epoch_end(self, epoch, metrics):
+            trained.append(epoch)
+
+    def cut(config, out, callbacks, resume=False):
+        return real(config, out, [*callbacks, CutAfter2()], resume)
+
+    def count(config, out, callbacks, resume=False):
+        return real(config, out, [*callbacks, Count()], resume)
+
+    monkeypatch.setattr(objective, "run_training", cut)
+    assert main(["study", "smoke-resume"]) == 130
+    monkeypatch.setattr(objective, "run_training", count)
+    assert main(["study", "smoke-resume"]) == 0
+    assert trained == [3, 4]
+    study = load_existing("smoke-resume", None)
+    cut, rerun = study.trials
+    assert rerun.user_attrs["requeued_from"] == cut.number and rerun.user_attrs["resumed_at_epoch"] == 2
+    assert rerun.user_attrs["trial_dir"] == cut.user_attrs["trial_dir"]
+    straight = train(load_train_config(rerun.user_attrs["config"]), tmp_path / "straight")
+    assert rerun.intermediate_values == {r["epoch"]: r["val/avg_score"] for r in straight.history}
+    assert rerun.value == straight.best_metrics["val/avg_score"]
