@@ -201,7 +201,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from search.replay import replay_trial
 
-    replay = replay_trial(studies.load_existing(args.name, args.storage), args.trial)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # the replay's MLflow run ends KILLED, not RUNNING
+    try:
+        replay = replay_trial(studies.load_existing(args.name, args.storage), args.trial)
+    except KeyboardInterrupt:
+        print("replay interrupted; its run folder and MLflow run (KILLED) keep what it did", file=sys.stderr)
+        return 130
     print(f"trial {replay.trial} of {args.name}, {replay.metric} per epoch:\n{replay.table()}")
     verdict = "identical to the recorded curve" if replay.identical else "differs from the recorded curve"
     print(f"replay {verdict}; run folder {replay.out_dir}")

@@ -207,10 +207,12 @@ class TrialObjective:
             return own, 0
         from training.checkpoint import load_checkpoint
 
-        epoch = int(load_checkpoint(last)["epoch"])
-        for step, value in sorted(cut.intermediate_values.items()):
-            if step <= epoch:
-                trial.report(value, step)
+        state = load_checkpoint(last)
+        epoch, metric = int(state["epoch"]), self.spec.objective.metric
+        # from the checkpoint, not the cut trial's reports: it may have died between saving and reporting
+        for row in state["history"]:
+            if metric in row and row["epoch"] <= epoch:
+                trial.report(float(row[metric]), int(row["epoch"]))
         trial.set_user_attr("resumed_at_epoch", epoch)
         if run is not None:
             run.set_tags({"search.resumed_from": source, "search.resumed_at_epoch": epoch})
@@ -222,6 +224,7 @@ class TrialObjective:
         trial.set_user_attr("trial_dir", str(out_dir))
         for attempt in (0, 1):
             callback = _ReportCallback(trial, self.spec.objective.metric)
+            callback.last_epoch = resumed_at
             callbacks: list[Callback] = [callback] if run is None else [run, callback]
             if self.status is not None:
                 callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))

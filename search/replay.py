@@ -92,6 +92,9 @@ def replay_trial(study: optuna.Study, number: int, *, tracking: bool = True) -> 
     try:
         result = train(config, out, callbacks=callbacks)
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         if run is not None:
             run.finish(status)
