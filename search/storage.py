@@ -26,6 +26,10 @@ HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 180  # a trial whose worker has been silent this long is failed and retried
 HEARTBEAT_ENV = "SEARCH_HEARTBEAT_S"  # overrides the interval (grace: 3x); tests use seconds, not minutes
 MAX_RETRY = 2
+# One RDBStorage (one engine, one connection pool) per URL in a process: a caller that loads a study in a
+# loop (a status poll, a test waiting for a trial) would otherwise open a pool per call and exhaust the
+# server's connections. Keyed by pid too, so a forked child never shares its parent's connections.
+_RDB_STORAGES: dict[tuple[str, int, int], RDBStorage] = {}
 RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
 
 
@@ -75,12 +79,15 @@ def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseSto
         log.warning(
             "SQLite storage is not safe for several worker processes; prefer the journal file default"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True} if scheme != "sqlite" else None,
-            heartbeat_interval=interval,
-            grace_period=GRACE_PERIOD_S if interval == HEARTBEAT_INTERVAL_S else 3 * interval,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        )
+    key = (url, interval, os.getpid())
+    if key not in _RDB_STORAGES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            _RDB_STORAGES[key] = RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True} if scheme != "sqlite" else None,
+                heartbeat_interval=interval,
+                grace_period=GRACE_PERIOD_S if interval == HEARTBEAT_INTERVAL_S else 3 * interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+    return _RDB_STORAGES[key]
