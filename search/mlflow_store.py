@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -66,14 +67,16 @@ def _create(path: Path) -> None:
             "MLFLOW_TRACKING_URI at another store"
         ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
 
 
 def _remove_abandoned(path: Path) -> None:
-    """Temporary stores of creating processes that are gone (killed mid-migration)."""
+    """Temporary stores of creating processes that are gone (killed mid-migration), with SQLite's
+    sidecar files (`-journal`, `-wal`, `-shm`) of a transaction the kill cut short."""
     for tmp in path.parent.glob(f".{path.name}.creating-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid = re.match(rf"\.{re.escape(path.name)}\.creating-(\d+)", tmp.name)
+        if pid and not _alive(int(pid.group(1))):
             tmp.unlink(missing_ok=True)
 
 

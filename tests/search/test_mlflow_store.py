@@ -64,3 +64,15 @@ def test_kill_9_while_the_store_is_created_leaves_no_half_made_store(isolated_ho
     ensure_store(store)  # the next command creates it whole
     assert half_made(store) is None
     assert not list(store.parent.glob(".mlflow.db.creating-*"))  # the killed process's leftovers are gone
+
+
+def test_a_killed_creators_leftovers_and_their_sqlite_journal_are_removed(tmp_path):
+    """A kill mid-transaction leaves SQLite's rollback journal beside the temporary store: both go."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    store = tmp_path / "mlflow.db"
+    leftovers = [tmp_path / f".mlflow.db.creating-{gone.pid}{s}" for s in ("", "-journal")]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    ensure_store(store)
+    assert half_made(store) is None and not any(p.exists() for p in leftovers)
