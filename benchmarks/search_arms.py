@@ -335,6 +335,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--budget", type=int, help=f"epochs per strategy (default {BUDGET_EPOCHS})")
     parser.add_argument("--out", type=Path, help="folder for search_results.json/.html")
     parser.add_argument(
+        "--render", action="store_true", help="only write search_results.html again from search_results.json"
+    )
+    parser.add_argument(
         "--arms",
         type=lambda text: tuple(text.split(",")),
         default=STRATEGIES,
@@ -347,6 +350,13 @@ def main(argv: list[str]) -> int:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     plan = make_plan(args)
+    if args.render:
+        from benchmarks.search_results import results_html
+
+        path = plan.out / "search_results.html"
+        path.write_text(results_html(json.loads(path.with_suffix(".json").read_text())), encoding="utf-8")
+        print(f"wrote {path} from {path.with_suffix('.json')}")
+        return 0
     start = time.perf_counter()
     strategies = run(plan, args.arms)
     if set(strategies) != set(STRATEGIES):

@@ -200,6 +200,8 @@ class TrialObjective:
         epochs already done reported to Optuna again under their own numbers."""
         own = runs_dir() / "studies" / self.spec.name / f"trial-{trial.number:04d}"
         source = trial.user_attrs.get("requeued_from")
+        if source is None:  # most trials: no storage read
+            return own, 0
         cut = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == source), None)
         folder = Path(cut.user_attrs.get("trial_dir", own.with_name(f"trial-{source:04d}"))) if cut else own
         last = folder / "last.pt"

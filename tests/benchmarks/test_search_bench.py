@@ -142,3 +142,15 @@ def test_tpe_copies_the_random_arms_startup_trials_instead_of_training_them(quic
         assert mine.datetime_complete == theirs.datetime_complete
     hb = load(search_arms.arm_spec(plan, "tpe_hyperband").name, str(plan.work / "tpe_hyperband.journal"))
     assert hb.trials[0].params == random.trials[0].params  # what makes the copy honest: the same first draw
+
+
+def test_render_writes_the_html_again_from_the_json_alone(quick_run, monkeypatch):
+    home, out, results = quick_run
+    (out / "search_results.html").unlink()
+    import training.loop
+
+    monkeypatch.setattr(training.loop, "train", lambda *a, **k: pytest.fail("--render trained"))
+    assert search_arms.main(["--quick", "--out", str(out), "--render"]) == 0
+    html = (out / "search_results.html").read_text()
+    assert all(name in html for name in search_arms.STRATEGIES) and results["code_version"] in html
+    assert len(html) < 200_000, "plotly.js is loaded from its CDN, not inlined"
