@@ -56,8 +56,8 @@ worker: .venv/.stamp ## join a running study from another machine: make worker N
 ui: .venv/.stamp ## serve the MLflow UI for mlruns/ on 127.0.0.1:$(PORT)
 	$(PY) -m search ui --port $(PORT)
 
-export: .venv/.stamp ## export the best trial's config: make export NAME=transformer [TOP=k]
-	$(PY) -m search export $(NAME) --top $(TOP) $(if $(STORAGE),--storage $(STORAGE))
+export: .venv/.stamp ## export the best trial's config: make export NAME=transformer [TOP=k] [PARETO=1]
+	$(PY) -m search export $(NAME) --top $(TOP) $(if $(PARETO),--pareto) $(if $(STORAGE),--storage $(STORAGE))
 
 report: .venv/.stamp ## self-contained HTML report: make report NAME=transformer
 	$(PY) -m search report $(NAME) $(if $(STORAGE),--storage $(STORAGE))

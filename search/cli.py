@@ -3,7 +3,7 @@
 python -m search study smoke [--trials n] [--workers k] [--storage url]
 python -m search worker smoke [--trials n] [--storage url]
 python -m search ui [--port 5000]
-python -m search export smoke [--top k] [--storage url]
+python -m search export smoke [--top k | --pareto] [--storage url]
 python -m search report smoke [--storage url]
 python -m search replay smoke --trial n [--storage url]
 """
@@ -32,6 +32,8 @@ from search.spec import load_spec
 from search.storage import describe_storage
 from search.study_progress import StudyProgress, cpu_note
 from search.tracking import PARENT_ATTR, StudyTracker, get_client, tracker_or_none, tracking_uri
+from search.warm_start import STUDY_ATTR as WARM_ATTR
+from search.warm_start import describe as describe_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     spec = load_spec(args.name)
     print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
     study = studies.prepare_study(spec, args.storage)
+    if study.user_attrs.get(WARM_ATTR):
+        print(describe_warm_start(study.user_attrs[WARM_ATTR]))
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
     target = studies.count_finished(study) + n
     if n == 0:
@@ -79,6 +83,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     slots = workers.plan_slots(args.workers, gpus, per_gpu)
     where = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU visible)"
     print(f"running {n} trial(s) with {len(slots)} worker(s) on {where}")
+    if spec.objective.multi:
+        print(f"multi-objective study: {spec.objective.label}. Optuna cannot prune multi-objective "
+              f"trials, so every trial trains all its epochs (pruner {spec.pruner.name!r} is not used); "
+              f"`make export NAME={spec.name} PARETO=1` writes the Pareto front")  # fmt: skip
     note = cpu_note(spec.name, gpus)
     if note:
         print(note)
@@ -92,7 +100,6 @@ def cmd_study(args: argparse.Namespace) -> int:
             trial_status = progress.trial_status
             runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], status=trial_status)
         else:
-
             left = functools.partial(_left_to_run, study, target)
             deaths = workers.launch(spec.name, slots, n, args.storage, poll=progress, remaining=left)
     except KeyboardInterrupt:
@@ -134,7 +141,7 @@ def _finish(study: optuna.Study, status: str, target: int) -> int:
     finished = studies.count_finished(study)
     print(
         f"{info['finished']} finished trial(s): {info['complete']} complete, {info['pruned']} pruned, "
-        f"{info['failed']} failed; best {info['best_value']} (trial {info['best_trial']})"
+        f"{info['failed']} failed; {studies.best_text(info)}"
     )
     all_failed = info["failed"] > 0 and info["complete"] + info["pruned"] == 0
     if status == "FINISHED" and all_failed:
@@ -183,17 +190,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from search.export import export_top
+    from search.export import export_pareto, export_top, scores_text
 
     study = studies.load_existing(args.name, args.storage)
     try:
-        written = export_top(study, args.top)
+        written = export_pareto(study) if args.pareto else export_top(study, args.top)
     except LookupError as exc:
         print(exc, file=sys.stderr)
         return 1
     for rank, (trial, path) in enumerate(written, start=1):
         params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
-        print(f"#{rank} trial {trial.number} score {trial.value:.3f} -> {path}\n    {params}")
+        print(f"#{rank} trial {trial.number} score {scores_text(study, trial)} -> {path}\n    {params}")
+    if len(study.directions) > 1 and not args.pareto:
+        print(f"ranked by {study.metric_names[0] if study.metric_names else 'the first objective'} alone; "
+              f"the Pareto front: python -m search export {args.name} --pareto")  # fmt: skip
     print(f"retrain: python -m training train {written[0][1]}")
     return 0
 
@@ -297,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write the best trial's config to studies/exports/")
     export.add_argument("name")
     export.add_argument("--top", type=int, default=1)
+    export.add_argument(
+        "--pareto", action="store_true", help="a multi-objective study's front -> NAME.pareto-K.yaml"
+    )
     export.add_argument("--storage", default=None)
     export.set_defaults(func=cmd_export)
     replay = sub.add_parser("replay", help="train a trial again from its recorded config and compare")

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.typed_config import ConfigError, flatten, merge, set_path, to_dict
 from search.constraints import SpecError, check_constraint_syntax, constraint_paths
+from search.objectives import DECODE_METRICS, DECODE_PATHS, check_decode_paths, is_decode_constraint
 
 # TrainConfig paths a study sets from its spec's own sections
 DATASET_PATH = "data.dataset"
@@ -73,6 +74,19 @@ def check_spec_paths(spec: Any) -> None:  # a search.spec.StudySpec
         for parent in param.when:
             check_path(f"space.{param.path}.when", parent)
     for expr in spec.constraints:
+        check_decode_paths(expr)
         for path in constraint_paths(expr):
-            check_path(f"constraints: {expr!r}", path)
+            if path not in DECODE_PATHS:  # measured after training, not config
+                check_path(f"constraints: {expr!r}", path)
         check_constraint_syntax(expr)
+    _check_decode_speed_measured(spec)
+
+
+def _check_decode_speed_measured(spec: Any) -> None:
+    uses = [m for m in spec.objective.metrics if m in DECODE_METRICS]
+    uses += [c for c in spec.constraints if is_decode_constraint(c)]
+    if uses and resolved_base(base_config_dict(spec))["trainer"]["decode_speed_formulas"] <= 0:
+        raise SpecError(
+            f"{uses[0]!r} needs the decoding speed, but trainer.decode_speed_formulas is 0 (off); "
+            "set it to the number of validation formulas to time, e.g. 32"
+        )

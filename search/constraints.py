@@ -91,38 +91,57 @@ def evaluate_constraint(expr: str, lookup: dict[str, Any]) -> bool:
 
 
 def _evaluate(expr: str, lookup: dict[str, Any]) -> bool:
+    return bool(_value(ast.parse(expr, mode="eval"), expr, lookup))
 
+
+def violation(expr: str, lookup: dict[str, Any]) -> float:
+    """0 when `expr` holds, else how far it is from holding: for one ordering comparison of numbers
+    (`decode.ms_per_formula <= 20`) the gap relative to the right-hand side, for anything else 1."""
+    if evaluate_constraint(expr, lookup):
+        return 0.0
+    node = ast.parse(expr, mode="eval").body
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], _ORDERING):
+        left, right = _value(node.left, expr, lookup), _value(node.comparators[0], expr, lookup)
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right)):
+            return max(abs(left - right) / max(abs(right), 1e-9), 1e-6)
+    return 1.0
+
+
+_ORDERING = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+
+
+def _value(node: ast.AST, expr: str, lookup: dict[str, Any]) -> Any:
     def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name | ast.Attribute):
-            path = _dotted(node)
-            if path in lookup:
-                return lookup[path]
-            if path.startswith("model."):  # only the model section differs between families
-                raise _NotApplicable(path)
-            raise SpecError(f"constraint {expr!r}: {path} is not a path of the trial's config")
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.Compare):
-            left = ev(node.left)
-            for op, comp in zip(node.ops, node.comparators, strict=False):
-                right = ev(comp)
-                if type(op) not in _CMPOPS or not _CMPOPS[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.BoolOp):  # short-circuits, so `kind != 'rnn' or d_model % nhead == 0` works
-            want = not isinstance(node.op, ast.And)
-            return next((want for v in node.values if bool(ev(v)) == want), not want)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
-            value = ev(node.operand)
-            return (not value) if isinstance(node.op, ast.Not) else -value
-        raise SpecError(
-            f"constraint {expr!r}: {ast.dump(node)[:60]} is not allowed "
-            "(use paths, numbers, + - * / % **, comparisons)"
-        )
+        return _value(node, expr, lookup)
 
-    return bool(ev(ast.parse(expr, mode="eval")))
+    if isinstance(node, ast.Expression):
+        return ev(node.body)
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name | ast.Attribute):
+        path = _dotted(node)
+        if path in lookup:
+            return lookup[path]
+        if path.startswith("model."):  # only the model section differs between families
+            raise _NotApplicable(path)
+        raise SpecError(f"constraint {expr!r}: {path} is not a path of the trial's config")
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+    if isinstance(node, ast.Compare):
+        left = ev(node.left)
+        for op, comp in zip(node.ops, node.comparators, strict=False):
+            right = ev(comp)
+            if type(op) not in _CMPOPS or not _CMPOPS[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.BoolOp):  # short-circuits, so `kind != 'rnn' or d_model % nhead == 0` works
+        want = not isinstance(node.op, ast.And)
+        return next((want for v in node.values if bool(ev(v)) == want), not want)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
+        value = ev(node.operand)
+        return (not value) if isinstance(node.op, ast.Not) else -value
+    raise SpecError(
+        f"constraint {expr!r}: {ast.dump(node)[:60]} is not allowed "
+        "(use paths, numbers, + - * / % **, comparisons)"
+    )

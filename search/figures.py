@@ -22,15 +22,26 @@ log = logging.getLogger(__name__)
 TOP_PARAMS = 3  # the contour plot pairs the most important parameters only
 
 
+def first_objective(study: optuna.Study) -> dict[str, Any]:
+    """The `target`/`target_name` that point optuna.visualization at a multi-objective study's first
+    metric (the accuracy one); {} for a single objective."""
+    if len(study.directions) < 2:
+        return {}
+    name = (study.metric_names or ["objective 0"])[0]
+    return {"target": lambda t: t.values[0], "target_name": name}
+
+
 def param_importances(study: optuna.Study) -> dict[str, float]:
-    """fANOVA importances of the params over complete trials ({} when they cannot be computed)."""
+    """fANOVA importances of the params over complete trials ({} when they cannot be computed); of the
+    first metric for a multi-objective study."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         return {}
+    target = first_objective(study).get("target")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return dict(optuna.importance.get_param_importances(study))
+            return dict(optuna.importance.get_param_importances(study, target=target))
     except (ValueError, RuntimeError) as exc:  # e.g. every complete trial had the same params
         log.info("parameter importances unavailable: %s", exc)
         return {}
@@ -43,15 +54,18 @@ def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
     skipped: dict[str, str] = {}
     importances = param_importances(study)
     top = list(importances)[:TOP_PARAMS]
+    first = first_objective(study)
     plots = [
-        ("optimization history", 1, lambda: vis.plot_optimization_history(study)),
+        ("optimization history", 1, lambda: vis.plot_optimization_history(study, **first)),
         ("intermediate values", 0, lambda: vis.plot_intermediate_values(study)),
-        ("parameter importances", 2, lambda: vis.plot_param_importances(study)),
-        ("parallel coordinate", 2, lambda: vis.plot_parallel_coordinate(study)),
-        ("slice", 2, lambda: vis.plot_slice(study)),
-        ("contour of the top parameters", 2, lambda: vis.plot_contour(study, params=top)),
+        ("parameter importances", 2, lambda: vis.plot_param_importances(study, **first)),
+        ("parallel coordinate", 2, lambda: vis.plot_parallel_coordinate(study, **first)),
+        ("slice", 2, lambda: vis.plot_slice(study, **first)),
+        ("contour of the top parameters", 2, lambda: vis.plot_contour(study, params=top, **first)),
         ("timeline", 0, lambda: vis.plot_timeline(study)),
     ]
+    if first:  # a multi-objective study: its front comes first; it has no intermediate values
+        plots = [("Pareto front", 1, lambda: vis.plot_pareto_front(study)), *plots[:1], *plots[2:]]
     for title, needs, make in plots:
         if len(complete) < needs:
             skipped[title] = f"needs {needs} complete trials, the study has {len(complete)}"

@@ -25,6 +25,7 @@ import torch
 from core.paths import runs_dir
 from core.typed_config import ConfigError, set_path, to_dict
 from models import validate as validate_model
+from search.objectives import DECODE_CONSTRAINT_KEY, decode_violation, is_decode_constraint, objective_values
 from search.recovery import INTERRUPTED, record_worker
 from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
 from search.spec import StudySpec
@@ -36,7 +37,7 @@ from training.mlflow_logging import MlflowRun
 from training.progress import ProgressLine
 
 log = logging.getLogger(__name__)
-
+EPOCH_VALUES_ATTR = "epoch_values"  # a multi-objective trial's per-epoch first metric ({"1": 41.2, ...})
 
 
 def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback], resume: bool = False) -> Any:
@@ -55,10 +56,12 @@ class PruneTrial(optuna.TrialPruned):
 
 
 class _ReportCallback(Callback):
-    """Reports the objective to Optuna at every validated epoch and prunes when the pruner says so."""
+    """Reports the objective to Optuna at every validated epoch and prunes when the pruner says so (a
+    multi-objective study cannot report: `report=False` keeps only the NaN check)."""
 
-    def __init__(self, trial: optuna.Trial, metric: str):
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: optuna.Trial, metric: str, report: bool = True):
+        self.trial, self.metric, self.report = trial, metric, report
+        self.curve: dict[str, float] = {}
         self.optuna_seconds = 0.0
         self.last_epoch = 0
 
@@ -69,6 +72,10 @@ class _ReportCallback(Callback):
             return  # no validation this epoch
         if not math.isfinite(float(value)):
             raise PruneTrial("nan", epoch, f"{self.metric} is {value}")
+        if not self.report:  # the curve is kept for replay and the report, as a user attr
+            self.curve[str(epoch)] = float(value)
+            self.trial.set_user_attr(EPOCH_VALUES_ATTR, self.curve)
+            return
         start = time.perf_counter()
         self.trial.report(float(value), epoch)
         prune = self.trial.should_prune()
@@ -99,7 +106,7 @@ class TrialObjective:
         self.last_overhead: dict[str, float] = {}
         self.interrupted: list[int] = []  # trials of this process cut short by Ctrl-C
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
             return self._objective(trial)
         except KeyboardInterrupt:
@@ -107,7 +114,7 @@ class TrialObjective:
             self.interrupted.append(trial.number)
             raise
 
-    def _objective(self, trial: optuna.Trial) -> float:
+    def _objective(self, trial: optuna.Trial) -> float | list[float]:
         start = time.perf_counter()
         record_worker(trial)
         params = suggest_params(trial, self.spec, self.context)
@@ -135,7 +142,9 @@ class TrialObjective:
             except Exception as exc:
                 finish_trial_run(run, "FAIL", {"search.reason": "exception", "search.error": repr(exc)[:500]})
                 raise
-            finish_trial_run(run, "COMPLETE", {f"search.best_{self.spec.objective.metric}": value})
+            values = value if isinstance(value, list) else [value]
+            tags = {f"search.best_{m}": v for m, v in zip(self.spec.objective.metrics, values, strict=True)}
+            finish_trial_run(run, "COMPLETE", tags)
         self.last_overhead = {
             "mlflow_s": run.seconds,
             "optuna_s": optuna_s,
@@ -168,7 +177,7 @@ class TrialObjective:
         trial.set_user_attr("detail", detail[:2000])
         raise PruneTrial(reason, None, detail)
 
-    def _run(self, trial: optuna.Trial, config: TrainConfig, run: MlflowRun | None) -> float:
+    def _run(self, trial: optuna.Trial, config: TrainConfig, run: MlflowRun | None) -> float | list[float]:
         try:
             result = self._train_with_oom_retry(trial, config, run)
         except PruneTrial as exc:
@@ -184,15 +193,27 @@ class TrialObjective:
             trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
             log.warning("trial %d failed: %r", trial.number, exc)
             raise
-        for key, value in (getattr(result, "decode_speed", None) or {}).items():
+        decode_speed = getattr(result, "decode_speed", None) or {}
+        for key, value in decode_speed.items():
             trial.set_user_attr(key.replace("/", "_"), value)  # decode_ms_per_formula, decode_formulas_per_s
-        metric = self.spec.objective.metric
-        best = (getattr(result, "best_metrics", None) or {}).get(metric)
-        if best is None or not math.isfinite(float(best)):
-            raise RuntimeError(
-                f"the training run reported no finite {metric!r} (best_metrics={result.best_metrics!r})"
-            )
-        return float(best)
+        self._judge_decode_constraints(trial, decode_speed, run)
+        values = objective_values(self.spec.objective, result)
+        return values if self.spec.objective.multi else values[0]
+
+    def _judge_decode_constraints(
+        self, trial: optuna.Trial, decode_speed: dict[str, float], run: MlflowRun | None
+    ) -> None:
+        """A trial too slow for the spec's `decode.*` constraints completes with its score but is marked
+        infeasible: export and the best trial skip it, and TPE samples away from it."""
+        if not any(is_decode_constraint(c) for c in self.spec.constraints):
+            return
+        amount, broken = decode_violation(self.spec.constraints, decode_speed)
+        trial.set_constraint(DECODE_CONSTRAINT_KEY, amount)
+        if broken:
+            trial.set_user_attr("constraint_broken", broken)
+            log.info("trial %d breaks %s", trial.number, "; ".join(broken))
+            if run is not None:
+                run.set_tags({"search.constraint_broken": "; ".join(broken)[:500]})
 
     def _resume_point(self, trial: optuna.Trial, run: MlflowRun | None) -> tuple[Path, int]:
         """The folder the trial trains in and the epoch it continues after. A rerun of a trial cut short
@@ -212,9 +233,14 @@ class TrialObjective:
         state = load_checkpoint(last)
         epoch, metric = int(state["epoch"]), self.spec.objective.metric
         # from the checkpoint, not the cut trial's reports: it may have died between saving and reporting
-        for row in state["history"]:
-            if metric in row and row["epoch"] <= epoch:
-                trial.report(float(row[metric]), int(row["epoch"]))
+        done = {
+            int(r["epoch"]): float(r[metric]) for r in state["history"] if metric in r and r["epoch"] <= epoch
+        }
+        if self.spec.objective.multi:  # nothing is reported: the curve continues in the user attr
+            trial.set_user_attr(EPOCH_VALUES_ATTR, {str(e): v for e, v in done.items()})
+        else:
+            for done_epoch, value in done.items():
+                trial.report(value, done_epoch)
         trial.set_user_attr("resumed_at_epoch", epoch)
         if run is not None:
             run.set_tags({"search.resumed_from": source, "search.resumed_at_epoch": epoch})
@@ -225,8 +251,10 @@ class TrialObjective:
         out_dir, resumed_at = self._resume_point(trial, run)
         trial.set_user_attr("trial_dir", str(out_dir))
         for attempt in (0, 1):
-            callback = _ReportCallback(trial, self.spec.objective.metric)
+            objective = self.spec.objective
+            callback = _ReportCallback(trial, objective.metric, report=not objective.multi)
             callback.last_epoch = resumed_at
+            callback.curve = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR, {}))  # a resumed one's done epochs
             callbacks: list[Callback] = [callback] if run is None else [run, callback]
             if self.status is not None:
                 callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))

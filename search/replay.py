@@ -20,6 +20,7 @@ import optuna
 
 from core.paths import runs_dir
 from search import studies
+from search.objective import EPOCH_VALUES_ATTR
 from search.space import objective_metric
 from search.tracking import StudyTracker, tracker_or_none
 from training.config import load_train_config
@@ -100,4 +101,8 @@ def replay_trial(study: optuna.Study, number: int, *, tracking: bool = True) -> 
             run.finish(status)
     metric = objective_metric(trial)
     replayed = {int(row["epoch"]): float(row[metric]) for row in result.history if metric in row}
-    return Replay(number, metric, dict(trial.intermediate_values), replayed, out)
+    # a multi-objective trial reports nothing to Optuna: its curve is a user attr
+    recorded = dict(trial.intermediate_values) or {
+        int(epoch): value for epoch, value in trial.user_attrs.get(EPOCH_VALUES_ATTR, {}).items()
+    }
+    return Replay(number, metric, recorded, replayed, out)

@@ -121,12 +121,15 @@ def log_parent_summary(study: optuna.Study, tracker: StudyTracker) -> None:
         figures, skipped = study_figures(study)
         client.log_text(run_id, figures_html(figures, skipped, f"study {study.study_name}"), "figures.html")
         if info["best_trial"] is not None:
-            best = study.best_trial
+            # summary's best: Optuna's own best_trial may be a warm start's foreign record
+            best = next(t for t in study.get_trials(deepcopy=False) if t.number == info["best_trial"])
             client.log_text(
                 run_id, yaml.safe_dump(best.user_attrs.get("config", {}), sort_keys=False), "best_config.yaml"
             )
             client.log_metric(run_id, "best/" + objective_metric(best).replace("/", "_"), best.value)
             client.set_tag(run_id, "best_trial", best.number)
+        if info["pareto"] is not None:  # a multi-objective study has a front, not a best trial
+            client.set_tag(run_id, "pareto_front", " ".join(map(str, info["pareto"])) or "-")
         for key in ("complete", "pruned", "failed"):
             client.log_metric(run_id, f"trials/{key}", info[key])
     except Exception as exc:  # the study's results are in its storage; the summary is a convenience

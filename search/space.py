@@ -15,6 +15,7 @@ import optuna
 
 from core.typed_config import flatten, set_path
 from search.config_paths import base_config_dict
+from search.objectives import is_decode_constraint
 from search.spec import ParamSpec, StudySpec, evaluate_constraint
 
 # TrainConfig paths the harness itself sets (see training.config / docs/ARCHITECTURE.md).
@@ -87,6 +88,11 @@ def build_config_dict(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]
 
 
 def violated_constraints(spec: StudySpec, config: dict[str, Any]) -> list[str]:
-    """The spec's constraints that the flattened resolved config breaks."""
+    """The spec's config constraints that the flattened resolved config breaks (a `decode.*` one is judged
+    once the trial has trained: search.objectives.decode_violation)."""
     lookup = flatten(config)
-    return [expr for expr in spec.constraints if not evaluate_constraint(expr, lookup)]
+    return [
+        expr
+        for expr in spec.constraints
+        if not is_decode_constraint(expr) and not evaluate_constraint(expr, lookup)
+    ]

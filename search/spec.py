@@ -16,8 +16,9 @@ A spec error names the key and the bad value (`space.model.nhead.low: ...`). The
     budget: {n_trials: 20, timeout: null, max_epochs: 10}
     sampler: {name: tpe, seed: 0, n_startup_trials: 10}
     pruner: {name: hyperband, min_resource: 1, reduction_factor: 3}
-    objective: {metric: val/avg_score, direction: maximize}
+    objective: {metric: val/avg_score, direction: maximize}   # or {metrics: [...], directions: [...]}
     enqueue: [{label: baseline, params: {model.kind: transformer, optim.lr: 4.0e-4}}]
+    warm_start: {from: [other-study, "postgresql://host/db#study"], top: 3}   # search.warm_start
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from core.paths import home, studies_dir
 from core.typed_config import ConfigError, coerce, from_dict, load_yaml
 from search.config_paths import check_spec_paths
 from search.constraints import SpecError, constraint_paths, evaluate_constraint
-from training.config import MONITORABLE
+from search.objectives import ObjectiveSpec, parse_objective
+from search.warm_start import WarmStartSpec, parse_warm_start
 
 __all__ = [
     "SpecError",
@@ -91,12 +93,6 @@ class PrunerSpec:
 
 
 @dataclass(frozen=True)
-class ObjectiveSpec:
-    metric: Literal[MONITORABLE] = "val/avg_score"  # what a validated epoch reports (training.config)
-    direction: Literal["maximize", "minimize"] = "maximize"
-
-
-@dataclass(frozen=True)
 class EnqueuedTrial:
     label: str
     params: dict[str, Any]  # Optuna param values (labels for labelled categoricals)
@@ -115,6 +111,7 @@ class StudySpec:
     pruner: PrunerSpec = PrunerSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
     enqueue: tuple[EnqueuedTrial, ...] = ()
+    warm_start: WarmStartSpec = WarmStartSpec()
     source: str = ""  # the spec file's text, recorded on the study
     data: dict[str, Any] = field(default_factory=dict)  # the parsed YAML with `base` inlined
 
@@ -134,6 +131,7 @@ TOP_KEYS = {
     "pruner",
     "objective",
     "enqueue",
+    "warm_start",
 }
 
 
@@ -190,7 +188,8 @@ def parse_spec(
         budget=_section(Budget, data.get("budget"), "budget"),
         sampler=_section(SamplerSpec, data.get("sampler"), "sampler"),
         pruner=_section(PrunerSpec, data.get("pruner"), "pruner"),
-        objective=_section(ObjectiveSpec, data.get("objective"), "objective"),
+        objective=parse_objective(data.get("objective")),
+        warm_start=parse_warm_start(data.get("warm_start")),
         source=source,
         data={**data, "base": base},
     )

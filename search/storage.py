@@ -37,6 +37,14 @@ def journal_path(name: str) -> Path:
     return studies_dir() / f"{name}.journal"
 
 
+def study_exists(name: str, url: str | None) -> bool:
+    if url is None or url.endswith(".journal"):
+        path = journal_path(name) if url is None else Path(url)
+        if not path.exists():
+            return False
+    return name in optuna.get_all_study_names(create_storage(name, url))
+
+
 def describe_storage(name: str, url: str | None) -> str:
     return str(journal_path(name)) if url is None else _redact(url)
 

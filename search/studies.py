@@ -23,10 +23,13 @@ from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT
 from search.config_paths import base_config_dict
+from search.objectives import feasible
 from search.recovery import recover_stale_trials, rerun_trials
 from search.spec import SpecError, StudySpec, parse_spec
-from search.storage import create_storage, describe_storage
+from search.storage import create_storage, describe_storage, study_exists
 from search.tracking import PARENT_ATTR, StudyTracker
+from search.warm_start import STUDY_ATTR as WARM_ATTR
+from search.warm_start import is_foreign, resolve_sources, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ def create_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Bas
 
 def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     p = spec.pruner
+    if spec.objective.multi:  # Optuna cannot prune a multi-objective trial (cmd_study says so)
+        return optuna.pruners.NopPruner()
     if p.name == "hyperband":
         max_resource = spec.budget.max_epochs or "auto"
         return optuna.pruners.HyperbandPruner(p.min_resource, max_resource, p.reduction_factor)
@@ -70,13 +75,20 @@ def load_study(spec: StudySpec, storage_url: str | None, worker_salt: int | None
         storage=create_storage(spec.name, storage_url),
         sampler=create_sampler(spec),
         pruner=create_pruner(spec),
-        direction=spec.objective.direction,
+        directions=list(spec.objective.directions),
         load_if_exists=True,
     )
+    if len(study.directions) != len(spec.objective.directions):
+        raise SpecError(
+            f"study {spec.name} was created with {len(study.directions)} objective(s) and the spec now has "
+            f"{len(spec.objective.directions)}: give the spec a new name (or delete the study)"
+        )
     # A seeded sampler restarted in each process replays one random stream: a resumed study or a second
     # worker would repeat earlier trials. Offset the seed by the trials already there and the worker, so a
     # fresh single-process study stays reproducible and every later process draws anew.
-    started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    started = [
+        t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING and not is_foreign(t)
+    ]
     if worker_salt is None:
         worker_salt = int(os.environ.get(WORKER_INDEX_ENV, "0"))
     offset = len(started) + 7919 * worker_salt
@@ -114,6 +126,9 @@ def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = 
     """Create or load the study, record its provenance, enqueue baselines once, open the parent run."""
     # the dataset first: a missing one is a clear error that leaves no empty journal behind
     data_hash = dataset_hash(base_config_dict(spec).get("data", {}).get("dataset"))
+    warm_from = None
+    if spec.warm_start.sources and not study_exists(spec.name, storage_url):
+        warm_from = resolve_sources(spec, storage_url)  # a wrong name must leave no empty study behind
     study = load_study(spec, storage_url)
     attrs = study.user_attrs
     _refuse_changed_space(study, spec)
@@ -129,11 +144,20 @@ def prepare_study(spec: StudySpec, storage_url: str | None, *, tracking: bool = 
     study.set_user_attr("spec", spec.source)
     study.set_user_attr("spec_data", json.dumps(spec.data, default=str))
     study.set_user_attr("spec_name", spec.name)
+    with warnings.catch_warnings():  # experimental in Optuna 5; plot axes and the front's labels use it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(spec.objective.metrics))
     if not attrs.get("enqueued") and spec.enqueue:
         for item in spec.enqueue:
             study.enqueue_trial(item.params, user_attrs={"baseline": item.label})
         log.info("enqueued %d baseline trial(s)", len(spec.enqueue))
     study.set_user_attr("enqueued", True)
+    if warm_from is not None:
+        warm_start(study, spec, warm_from)
+    elif spec.warm_start.sources and WARM_ATTR not in attrs:
+        log.warning(
+            "study %s existed before its spec's warm_start, which applies to a new study only", spec.name
+        )
     tracker = StudyTracker(spec.name, attrs.get(PARENT_ATTR)) if tracking else None
     recover_stale_trials(study, tracker, sweep_runs=True)  # before any budget is counted: lost trials rerun
     if tracker is not None:
@@ -191,19 +215,21 @@ def count_finished(study: optuna.Study) -> int:
     is not one."""
     trials = study.get_trials(deepcopy=False)
     rerun = rerun_trials(trials)
-    return sum(t.state in FINISHED and t.number not in rerun for t in trials)
+    return sum(t.state in FINISHED and t.number not in rerun and not is_foreign(t) for t in trials)
 
 
 def summary(study: optuna.Study) -> dict[str, Any]:
     """Counts by state and the best trial so far (for progress lines and the CLI's last words)."""
-    trials = study.get_trials(deepcopy=False)
+    every = study.get_trials(deepcopy=False)
+    trials = [t for t in every if not is_foreign(t)]  # a warm start's history is not this study's work
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
-    best = None
-    try:
-        if counts["COMPLETE"]:
-            best = study.best_trial
-    except ValueError:
-        best = None
+    best, front = None, None
+    if len(study.directions) > 1:
+        front = sorted(t.number for t in study.best_trials if not is_foreign(t))
+    else:
+        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+        done = [t for t in trials if t.state == TrialState.COMPLETE and feasible(t)]
+        best = max(done, key=lambda t: (sign * t.value, -t.number), default=None)
     return {
         "n": len(trials),
         "finished": counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"],
@@ -213,7 +239,19 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         "running": counts["RUNNING"],
         "best_value": None if best is None else best.value,
         "best_trial": None if best is None else best.number,
+        "pareto": front,  # a multi-objective study's front (trial numbers), else None
+        "warm": len(every) - len(trials),
     }
+
+
+def best_text(info: dict[str, Any]) -> str:
+    """The best so far in a few words, from summary(): one score, or a multi-objective study's front."""
+    if info["pareto"] is not None:
+        front = info["pareto"]
+        return f"Pareto front of {len(front)} trial(s) {front}" if front else "no Pareto front yet"
+    if info["best_value"] is None:
+        return "best -"
+    return f"best {info['best_value']:.2f} (trial {info['best_trial']})"
 
 
 def load_existing(name: str, storage_url: str | None) -> optuna.Study:

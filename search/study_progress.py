@@ -36,13 +36,12 @@ class StudyProgress:
     def __call__(self, *_args) -> None:
         """After every trial (and on the workers' poll): counts and the best so far."""
         info = studies.summary(self.study)
-        state = (info["finished"], info["best_value"], info["pruned"], info["failed"])
+        state = (info["finished"], info["best_value"], info["pareto"], info["pruned"], info["failed"])
         if state == self._last:
             return  # the workers' poll would otherwise repeat the same line every 2 s
         self._last = state
         done = min(info["finished"] - self.start, self.target)
-        best = "-" if info["best_value"] is None else f"{info['best_value']:.2f} (trial {info['best_trial']})"
-        self.study_text = f"best {best}, pruned {info['pruned']}, failed {info['failed']}"
+        self.study_text = f"{studies.best_text(info)}, pruned {info['pruned']}, failed {info['failed']}"
         self.bar.n = done
         if self.tty:
             self._show(force=True)

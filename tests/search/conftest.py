@@ -45,11 +45,18 @@ class FakeResult:
     best_checkpoint: Path = Path("best.pt")
     last_checkpoint: Path = Path("last.pt")
     sample_predictions: list = field(default_factory=list)
+    decode_speed: dict = field(default_factory=dict)
 
 
 def fake_score(config, epoch: int) -> float:
     """A curve that rises with epochs and peaks at lr = 1e-2."""
     return max(0.0, 80.0 - 15.0 * abs(math.log10(config.optim.lr) + 2.0)) * (1 - 0.5**epoch)
+
+
+def fake_decode_ms(config) -> float:
+    """Wider models decode slower: 8, 12, 16 ms for d_model 32, 48, 64; 16, 32 for the RNN's widths."""
+    width = config.model.d_model if config.model.kind == "transformer" else config.model.decoder_hidden
+    return width / 4.0
 
 
 class FakeTraining:
@@ -94,7 +101,10 @@ class FakeTraining:
                 cb.on_epoch_end(epoch, metrics)
             if score >= best.get("val/avg_score", -1):
                 best = dict(metrics)
-        return FakeResult(best_metrics=best)
+        ms = fake_decode_ms(config)
+        return FakeResult(
+            best_metrics=best, decode_speed={"decode/ms_per_formula": ms, "decode/formulas_per_s": 1e3 / ms}
+        )
 
 
 @pytest.fixture(scope="session")

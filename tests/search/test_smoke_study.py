@@ -33,9 +33,9 @@ def smoke_home(tmp_path_factory):
         yield home
 
 
-def _runs():
+def _runs(name="smoke"):
     client = get_client()
-    experiment = client.get_experiment_by_name("smoke")
+    experiment = client.get_experiment_by_name(name)
     return client, {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
 
 
@@ -107,6 +107,42 @@ def test_a_minimised_val_loss_objective_picks_the_lowest_loss_trial_and_epoch(sm
     lowest = min(complete, key=lambda t: t.value)
     assert f"trial: {lowest.number}\n" in exported and "best val/loss of the trial" in exported
     assert load_train_config(exports_dir() / "smoke-loss.best.yaml").trainer.monitor_mode == "min"
+
+
+def test_a_speed_accuracy_study_optimises_the_measured_decoding_speed(smoke_home, capsys):
+    """Real tiny trainings with objective [val/avg_score max, decode/ms_per_formula min] and a decode
+    constraint: each trial's second value is best.pt's own timed decoding, nothing is reported per epoch,
+    and the front exports."""
+    spec = yaml.safe_load((REPO_ROOT / "studies" / "smoke.yaml").read_text())
+    spec.pop("enqueue")
+    spec["objective"] = {
+        "metrics": ["val/avg_score", "decode/ms_per_formula"],
+        "directions": ["maximize", "minimize"],
+    }
+    spec["constraints"] = [*spec["constraints"], "decode.formulas_per_s >= 0.01"]
+    spec["budget"] = {"n_trials": 2, "max_epochs": 1}
+    spec["base"]["trainer"]["decode_speed_formulas"] = 4
+    (smoke_home / "studies" / "smoke-speed.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["study", "smoke-speed"]) == 0
+    study = load_existing("smoke-speed", None)
+    client, runs = _runs("smoke-speed")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 2
+    for trial in complete:
+        run = runs[f"trial-{trial.number}"]
+        assert (
+            trial.values[1]
+            == trial.user_attrs["decode_ms_per_formula"]
+            == run.data.metrics["decode/ms_per_formula"]
+        )
+        best = load_checkpoint(runs_dir() / "studies" / "smoke-speed" / f"trial-{trial.number:04d}/best.pt")
+        assert trial.values[0] == best["metrics"]["val/avg_score"]
+        assert trial.intermediate_values == {} and trial.constraints == {"spec": 0.0, "decode": 0.0}
+        assert trial.user_attrs["epoch_values"] == {"1": trial.values[0]}  # the curve replay compares
+    assert main(["replay", "smoke-speed", "--trial", str(complete[0].number)]) == 0
+    assert "identical to the recorded curve" in capsys.readouterr().out
+    assert main(["export", "smoke-speed", "--pareto"]) == 0
+    assert len(list(exports_dir().glob("smoke-speed.pareto-*.yaml"))) == len(study.best_trials) >= 1
 
 
 def test_replay_reproduces_a_trials_recorded_curve_exactly(smoke_home, capsys):

@@ -13,7 +13,7 @@ from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
 from search.studies import create_sampler
 from training.config import load_train_config
 
-SHIPPED = ["smoke", "transformer", "transformer-cpu", "rnn"]
+SHIPPED = ["smoke", "transformer", "transformer-cpu", "transformer-cpu-speed", "rnn"]
 MINIMAL = {"space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
 
 
@@ -144,8 +144,10 @@ def test_spec_file_error_names_the_file(tmp_path):
         ({"space": {"optim.lrr": {"choices": [1e-3]}}}, r"space: 'optim.lrr' is not a config path"),
         ({"fixed": {"optim.lrr": 1}}, r"base/fixed: unknown key optim.lrr for OptimConfig; valid keys: "),
         ({"base": {"optim": {"lrr": 1}}}, r"base/fixed: unknown key optim.lrr"),
-        ({"space": {"optim.lr": {"choices": [1e-3], "when": {"optim.nme": "adamw"}}}},
-         r"space.optim.lr.when: 'optim.nme' is not a config path"),
+        (
+            {"space": {"optim.lr": {"choices": [1e-3], "when": {"optim.nme": "adamw"}}}},
+            r"space.optim.lr.when: 'optim.nme' is not a config path",
+        ),
         ({"constraints": ["model.d_modl % 2 == 0"]}, r"'model.d_modl' is not a config path"),
         ({"constraints": ["model.kind in ('transformer',)"]}, r"uses In, which is not allowed"),
     ],
