@@ -84,8 +84,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     where = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU visible)"
     print(f"running {n} trial(s) with {len(slots)} worker(s) on {where}")
     if spec.objective.multi:
+        unused = f" (pruner {spec.pruner.name!r} is not used)" if spec.pruner.name != "none" else ""
         print(f"multi-objective study: {spec.objective.label}. Optuna cannot prune multi-objective "
-              f"trials, so every trial trains all its epochs (pruner {spec.pruner.name!r} is not used); "
+              f"trials, so every trial trains all its epochs{unused}; "
               f"`make export NAME={spec.name} PARETO=1` writes the Pareto front")  # fmt: skip
     note = cpu_note(spec.name, gpus)
     if note:
