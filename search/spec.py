@@ -85,11 +85,12 @@ class SamplerSpec:
 
 @dataclass(frozen=True)
 class PrunerSpec:
-    name: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
+    name: Literal["hyperband", "successive_halving", "median", "percentile", "none"] = "hyperband"
     min_resource: int = 1
     reduction_factor: int = 3
-    n_startup_trials: int = 5  # median
-    n_warmup_steps: int = 0  # median
+    n_startup_trials: int = 5  # median, percentile
+    n_warmup_steps: int = 0  # median, percentile
+    percentile: float = 75.0  # percentile: the top share (%) of trials kept at each epoch (Optuna's meaning)
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,8 @@ def _check_sections(spec: StudySpec) -> None:
         raise SpecError(f"budget.n_trials: {spec.budget.n_trials!r} must be at least 1")
     if spec.budget.max_epochs is not None and spec.budget.max_epochs < 1:
         raise SpecError(f"budget.max_epochs: {spec.budget.max_epochs!r} must be at least 1")
+    if not 0 < spec.pruner.percentile < 100:
+        raise SpecError(f"pruner.percentile: {spec.pruner.percentile!r} must be between 0 and 100")
     if spec.pruner.min_resource < 1 or spec.pruner.reduction_factor < 2:
         raise SpecError(
             f"pruner: min_resource {spec.pruner.min_resource!r} must be >= 1 and reduction_factor "

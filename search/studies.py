@@ -66,6 +66,8 @@ def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(p.min_resource, p.reduction_factor)
     if p.name == "median":
         return optuna.pruners.MedianPruner(p.n_startup_trials, p.n_warmup_steps)
+    if p.name == "percentile":  # keeping the top 75 % cuts only the runs that do not learn
+        return optuna.pruners.PercentilePruner(p.percentile, p.n_startup_trials, p.n_warmup_steps)
     return optuna.pruners.NopPruner()
 
 

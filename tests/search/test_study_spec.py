@@ -10,7 +10,7 @@ import pytest
 from core.typed_config import flatten, to_dict
 from search.space import build_config_dict, suggest_params, violated_constraints
 from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
-from search.studies import create_sampler
+from search.studies import create_pruner, create_sampler
 from training.config import load_train_config
 
 SHIPPED = ["smoke", "transformer", "transformer-cpu", "transformer-cpu-speed", "rnn"]
@@ -192,3 +192,23 @@ def test_typed_sections_read_yaml_numbers_and_int_steps_must_be_whole():
     with pytest.raises(SpecError, match=r"space.model.num_layers.step: 0.5 must be a whole number"):
         parse_spec({"space": {"model.num_layers": {"type": "int", "low": 1, "high": 4, "step": 0.5}}},
                    default_name="x")  # fmt: skip
+
+
+def test_a_percentile_pruner_cuts_only_the_bottom_of_the_field():
+    """Keeping the top 75 % keeps a trial the median pruner would cut: only runs that do not learn go."""
+    pruner = {"name": "percentile", "percentile": 75, "n_startup_trials": 4}
+    spec = parse_spec({**MINIMAL, "pruner": pruner}, default_name="p")
+    study = optuna.create_study(direction="maximize", pruner=create_pruner(spec))
+    for value in (10.0, 20.0, 30.0, 40.0):
+        trial = study.ask()
+        trial.report(value, 1)
+        study.tell(trial, value)
+    verdicts = {}
+    for value in (12.0, 18.0):  # the bottom quarter of 10..40 at epoch 1 ends at 17.5; their median is 25
+        trial = study.ask()
+        trial.report(value, 1)
+        verdicts[value] = trial.should_prune()
+        study.tell(trial, value)
+    assert verdicts == {12.0: True, 18.0: False}
+    with pytest.raises(SpecError, match="pruner.percentile"):
+        parse_spec({**MINIMAL, "pruner": {"name": "percentile", "percentile": 100}}, default_name="p")
