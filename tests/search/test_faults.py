@@ -14,6 +14,7 @@ import time
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT, mlruns_dir, studies_dir
@@ -22,7 +23,22 @@ from search.cli import main
 from search.recovery import WORKER_DIED
 from search.tracking import get_client
 
-SMOKE_BUDGET = 6
+SMOKE_BUDGET = 3  # the kill tests' smoke study: its two baselines and one sampled trial (small_smoke)
+
+
+def _small_smoke_text() -> str:
+    spec = yaml.safe_load((REPO_ROOT / "studies" / "smoke.yaml").read_text())
+    spec["budget"]["n_trials"] = SMOKE_BUDGET
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+@pytest.fixture
+def small_smoke(isolated_home):
+    """studies/smoke.yaml with a smaller budget in the isolated home (found before the repository's): a
+    kill test's rerun trains the whole budget, and what it checks needs three trials, not six."""
+    studies_dir().mkdir(parents=True, exist_ok=True)
+    (studies_dir() / "smoke.yaml").write_text(_small_smoke_text())
+    return isolated_home
 
 
 def _env() -> dict[str, str]:
@@ -89,14 +105,14 @@ def _signal_mid_trial(args: list[str], signum: int, name: str = "smoke", storage
 
 
 @pytest.mark.slow
-def test_kill_9_mid_trial_then_a_plain_rerun_runs_the_lost_trial_again(isolated_home):
+def test_kill_9_mid_trial_then_a_plain_rerun_runs_the_lost_trial_again(small_smoke):
     dead, _ = _signal_mid_trial(["study", "smoke"], signal.SIGKILL)
     assert main(["study", "smoke"]) == 0
     _assert_recovered(dead)
 
 
 @pytest.mark.slow
-def test_kill_9_of_one_of_two_workers_is_reported_and_the_budget_is_still_met(isolated_home):
+def test_kill_9_of_one_of_two_workers_is_reported_and_the_budget_is_still_met(small_smoke):
     cmd = [sys.executable, "-m", "search", "study", "smoke", "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
@@ -112,7 +128,7 @@ def test_kill_9_of_one_of_two_workers_is_reported_and_the_budget_is_still_met(is
 
 
 @pytest.mark.slow
-def test_sigterm_mid_trial_then_the_resumed_study_runs_exactly_the_budget(isolated_home):
+def test_sigterm_mid_trial_then_the_resumed_study_runs_exactly_the_budget(small_smoke):
     cut, status = _signal_mid_trial(["study", "smoke"], signal.SIGTERM)
     assert status == 130
     assert main(["study", "smoke"]) == 0
@@ -222,7 +238,7 @@ def test_kill_9_mid_trial_on_postgres_then_a_plain_rerun_runs_the_stale_trial_ag
     url = _postgres_url()
     name = f"smoke-{uuid.uuid4().hex[:8]}"  # the server outlives the test: a study name of its own
     studies_dir().mkdir(parents=True, exist_ok=True)
-    (studies_dir() / f"{name}.yaml").write_text((REPO_ROOT / "studies" / "smoke.yaml").read_text())
+    (studies_dir() / f"{name}.yaml").write_text(_small_smoke_text())
     monkeypatch.setenv("SEARCH_HEARTBEAT_S", "1")  # stale after 3 s instead of 3 min
     dead, _ = _signal_mid_trial(["study", name, "--storage", url], signal.SIGKILL, name, storage=url)
     # as if the worker had run on another machine: the pid check cannot judge it, the heartbeat does
