@@ -25,7 +25,13 @@ import torch
 from core.paths import runs_dir
 from core.typed_config import ConfigError, set_path, to_dict
 from models import validate as validate_model
-from search.objectives import DECODE_CONSTRAINT_KEY, decode_violation, is_decode_constraint, objective_values
+from search.objectives import (
+    DECODE_CONSTRAINT_KEY,
+    EPOCH_VALUES_ATTR,
+    decode_violation,
+    is_decode_constraint,
+    objective_values,
+)
 from search.recovery import INTERRUPTED, record_worker
 from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
 from search.spec import StudySpec
@@ -37,7 +43,6 @@ from training.mlflow_logging import MlflowRun
 from training.progress import ProgressLine
 
 log = logging.getLogger(__name__)
-EPOCH_VALUES_ATTR = "epoch_values"  # a multi-objective trial's per-epoch first metric ({"1": 41.2, ...})
 
 
 def run_training(config: TrainConfig, out_dir: Path, callbacks: list[Callback], resume: bool = False) -> Any:
@@ -254,7 +259,8 @@ class TrialObjective:
             objective = self.spec.objective
             callback = _ReportCallback(trial, objective.metric, report=not objective.multi)
             callback.last_epoch = resumed_at
-            callback.curve = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR, {}))  # a resumed one's done epochs
+            if objective.multi:  # a resumed trial's curve goes on from its done epochs
+                callback.curve = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR, {}))
             callbacks: list[Callback] = [callback] if run is None else [run, callback]
             if self.status is not None:
                 callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))

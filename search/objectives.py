@@ -26,6 +26,7 @@ DECODE_METRICS = ("decode/ms_per_formula", "decode/formulas_per_s")  # training.
 DECODE_PATHS = tuple(m.replace("/", ".") for m in DECODE_METRICS)  # as constraints spell them
 OBJECTIVE_METRICS = (*MONITORABLE, *DECODE_METRICS)
 DIRECTIONS = ("maximize", "minimize")
+EPOCH_VALUES_ATTR = "epoch_values"  # a multi-objective trial's per-epoch first metric ({"1": 41.2, ...})
 DECODE_CONSTRAINT_KEY = "decode"  # Optuna keeps the first value set per key: the config checks use "spec"
 
 

@@ -20,7 +20,7 @@ import optuna
 
 from core.paths import runs_dir
 from search import studies
-from search.objective import EPOCH_VALUES_ATTR
+from search.objectives import EPOCH_VALUES_ATTR
 from search.space import objective_metric
 from search.tracking import StudyTracker, tracker_or_none
 from training.config import load_train_config

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from core.paths import reports_dir
 from search.export import top_trials
 from search.figures import figures_html, param_importances, study_figures
+from search.objectives import EPOCH_VALUES_ATTR
 from search.pareto import pareto_trials, trade_off
 from search.warm_start import FROM_ATTR, is_foreign
 from search.warm_start import STUDY_ATTR as WARM_ATTR
@@ -105,7 +106,7 @@ def _trials_table(study: optuna.Study, trials: list[FrozenTrial]) -> str:
         [
             t.number,
             *[f"{v:.3f}" for v in t.values],
-            t.last_step or len(t.user_attrs.get("epoch_values", ())),
+            t.last_step or len(t.user_attrs.get(EPOCH_VALUES_ATTR, ())),
             f"{(t.duration.total_seconds() if t.duration else 0):.0f}",
             *[t.params.get(p, "") for p in params],
         ]

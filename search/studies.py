@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT
+from search import pareto
 from search.config_paths import base_config_dict
 from search.objectives import feasible
 from search.recovery import recover_stale_trials, rerun_trials
@@ -229,7 +230,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     if len(study.directions) > 1:
         front = sorted(t.number for t in study.best_trials if not is_foreign(t))
     else:
-        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+        sign = pareto.sign(study.direction)
         done = [t for t in trials if t.state == TrialState.COMPLETE and feasible(t)]
         best = max(done, key=lambda t: (sign * t.value, -t.number), default=None)
     return {

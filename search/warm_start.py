@@ -29,6 +29,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from search import pareto
 from search.constraints import SpecError
 from search.objectives import parse_objective
 from search.storage import create_storage, journal_path
@@ -171,7 +172,7 @@ def warm_start(study: optuna.Study, spec: Any, sources: list[optuna.Study]) -> d
 
 
 def _enqueue_best(study: optuna.Study, added: list[FrozenTrial], top: int) -> list[str]:
-    sign = 1 if study.directions[0] == StudyDirection.MAXIMIZE else -1
+    sign = pareto.sign(study.directions[0])
     complete = sorted((t for t in added if t.state == TrialState.COMPLETE), key=lambda t: -sign * t.values[0])
     enqueued, seen = [], []
     for trial in complete:
