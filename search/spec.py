@@ -15,7 +15,7 @@ A spec error names the key and the bad value (`space.model.nhead.low: ...`). The
     constraints: ["model.d_model % model.nhead == 0"]
     budget: {n_trials: 20, timeout: null, max_epochs: 10}
     sampler: {name: tpe, seed: 0, n_startup_trials: 10}
-    pruner: {name: hyperband, min_resource: 1, reduction_factor: 3}
+    pruner: {name: hyperband, min_resource: 1, reduction_factor: 3, n_startup_trials: 0}   # search.pruners
     objective: {metric: val/avg_score, direction: maximize}   # or {metrics: [...], directions: [...]}
     enqueue: [{label: baseline, params: {model.kind: transformer, optim.lr: 4.0e-4}}]
     warm_start: {from: [other-study, "postgresql://host/db#study"], top: 3}   # search.warm_start
@@ -88,7 +88,7 @@ class PrunerSpec:
     name: Literal["hyperband", "successive_halving", "median", "percentile", "none"] = "hyperband"
     min_resource: int = 1
     reduction_factor: int = 3
-    n_startup_trials: int = 5  # median, percentile
+    n_startup_trials: int | None = None  # trials that complete before any is cut (search.pruners)
     n_warmup_steps: int = 0  # median, percentile
     percentile: float = 75.0  # percentile: the top share (%) of trials kept at each epoch (Optuna's meaning)
 
@@ -350,6 +350,8 @@ def _check_sections(spec: StudySpec) -> None:
         raise SpecError(f"budget.max_epochs: {spec.budget.max_epochs!r} must be at least 1")
     if not 0 < spec.pruner.percentile < 100:
         raise SpecError(f"pruner.percentile: {spec.pruner.percentile!r} must be between 0 and 100")
+    if (spec.pruner.n_startup_trials or 0) < 0:
+        raise SpecError(f"pruner.n_startup_trials: {spec.pruner.n_startup_trials!r} must be >= 0")
     if spec.pruner.min_resource < 1 or spec.pruner.reduction_factor < 2:
         raise SpecError(
             f"pruner: min_resource {spec.pruner.min_resource!r} must be >= 1 and reduction_factor "

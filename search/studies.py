@@ -25,6 +25,7 @@ from core.paths import REPO_ROOT
 from search import pareto
 from search.config_paths import base_config_dict
 from search.objectives import feasible
+from search.pruners import create_pruner
 from search.recovery import recover_stale_trials, rerun_trials
 from search.spec import SpecError, StudySpec, parse_spec
 from search.storage import create_storage, describe_storage, study_exists
@@ -54,22 +55,6 @@ def create_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Bas
             multivariate=True,
             group=True,
         )
-
-
-def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    p = spec.pruner
-    if spec.objective.multi:  # Optuna cannot prune a multi-objective trial (cmd_study says so)
-        return optuna.pruners.NopPruner()
-    if p.name == "hyperband":
-        max_resource = spec.budget.max_epochs or "auto"
-        return optuna.pruners.HyperbandPruner(p.min_resource, max_resource, p.reduction_factor)
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(p.min_resource, p.reduction_factor)
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(p.n_startup_trials, p.n_warmup_steps)
-    if p.name == "percentile":  # keeping the top 75 % cuts only the runs that do not learn
-        return optuna.pruners.PercentilePruner(p.percentile, p.n_startup_trials, p.n_warmup_steps)
-    return optuna.pruners.NopPruner()
 
 
 def load_study(spec: StudySpec, storage_url: str | None, worker_salt: int | None = None) -> optuna.Study:

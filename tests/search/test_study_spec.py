@@ -8,9 +8,10 @@ import optuna
 import pytest
 
 from core.typed_config import flatten, to_dict
+from search.pruners import create_pruner
 from search.space import build_config_dict, suggest_params, violated_constraints
 from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
-from search.studies import create_pruner, create_sampler
+from search.studies import create_sampler
 from training.config import load_train_config
 
 SHIPPED = ["smoke", "transformer", "transformer-cpu", "transformer-cpu-speed", "rnn"]
@@ -212,3 +213,31 @@ def test_a_percentile_pruner_cuts_only_the_bottom_of_the_field():
     assert verdicts == {12.0: True, 18.0: False}
     with pytest.raises(SpecError, match="pruner.percentile"):
         parse_spec({**MINIMAL, "pruner": {"name": "percentile", "percentile": 100}}, default_name="p")
+
+
+def _rung_verdicts(pruner_spec: dict, values: list[float]) -> list[bool]:
+    """Each trial reports one value at the first rung (epoch 3 of 8) and is cut or completed."""
+    data = {**MINIMAL, "pruner": pruner_spec, "budget": {"max_epochs": 8}}
+    study = optuna.create_study(direction="maximize", pruner=create_pruner(parse_spec(data, default_name="p")))
+    verdicts = []
+    for value in values:
+        trial = study.ask()
+        trial.report(value, 3)
+        verdicts.append(trial.should_prune())
+        study.tell(trial, None if verdicts[-1] else value, state=PRUNED if verdicts[-1] else None)
+    return verdicts
+
+
+PRUNED = optuna.trial.TrialState.PRUNED
+
+
+def test_hyperband_lets_its_startup_trials_complete_and_then_ranks_against_them():
+    """Halving alone cuts the second trial for not beating the first; the guard lets it complete. After it,
+    the same halving: the best of the first five at the rung goes on, and of six the top two."""
+    hyperband = {"name": "hyperband", "min_resource": 3, "reduction_factor": 3}
+    values = [10.0, 9.0, 1.0, 2.0, 3.0, 9.5]
+    assert _rung_verdicts(hyperband, values) == [False, True, True, True, True, False]
+    guarded = _rung_verdicts({**hyperband, "n_startup_trials": 2}, values)
+    assert guarded == [False, False, True, True, True, False]
+    with pytest.raises(SpecError, match="pruner.n_startup_trials"):
+        parse_spec({**MINIMAL, "pruner": {**hyperband, "n_startup_trials": -1}}, default_name="p")
