@@ -6,9 +6,9 @@ fewer than reduction_factor of them that means beating every one. So a study's s
 must beat the first at the first rung to live. In two `make bench-search` runs on the CPU profile,
 Hyperband cut the second trial, which ended 2 and 9 points above the first (README, "Results"), and TPE
 then searched around the first. `pruner.n_startup_trials` lets that many trials complete before any trial
-is cut, so the sampler's model starts from full-fidelity values. The wrapped pruner still sees every report
-(Hyperband records each trial's rung values as it goes), so later trials compete with the protected
-ones.
+is cut, so the sampler's model starts from full-fidelity values. The halving still judges every report
+of a protected trial (Hyperband records each trial's rung values as it goes), so later trials compete
+with the protected ones.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ class _StartupGuard:
     trials have completed. A subclass rather than a wrapper, because Optuna's samplers look for a
     HyperbandPruner on the study to model each bracket's trials apart."""
 
-    n_startup_trials = 0
+    def __init__(self, *args: object, n_startup_trials: int = 0) -> None:
+        super().__init__(*args)  # type: ignore[call-arg]
+        self.n_startup_trials = n_startup_trials
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         if not super().prune(study, trial):  # type: ignore[misc]  # called first: it records rung values
@@ -59,8 +61,6 @@ def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     if p.name == "percentile":  # keeping the top 75 % cuts only the runs that do not learn
         return optuna.pruners.PercentilePruner(p.percentile, startup, p.n_warmup_steps)
     if p.name == "hyperband":
-        halving = GuardedHyperband(p.min_resource, spec.budget.max_epochs or "auto", p.reduction_factor)
-    else:
-        halving = GuardedHalving(p.min_resource, p.reduction_factor)
-    halving.n_startup_trials = startup
-    return halving
+        max_resource = spec.budget.max_epochs or "auto"
+        return GuardedHyperband(p.min_resource, max_resource, p.reduction_factor, n_startup_trials=startup)
+    return GuardedHalving(p.min_resource, p.reduction_factor, n_startup_trials=startup)

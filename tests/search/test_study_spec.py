@@ -215,10 +215,14 @@ def test_a_percentile_pruner_cuts_only_the_bottom_of_the_field():
         parse_spec({**MINIMAL, "pruner": {"name": "percentile", "percentile": 100}}, default_name="p")
 
 
+PRUNED = optuna.trial.TrialState.PRUNED
+
+
 def _rung_verdicts(pruner_spec: dict, values: list[float]) -> list[bool]:
     """Each trial reports one value at the first rung (epoch 3 of 8) and is cut or completed."""
     data = {**MINIMAL, "pruner": pruner_spec, "budget": {"max_epochs": 8}}
-    study = optuna.create_study(direction="maximize", pruner=create_pruner(parse_spec(data, default_name="p")))
+    pruner = create_pruner(parse_spec(data, default_name="p"))
+    study = optuna.create_study(direction="maximize", pruner=pruner)
     verdicts = []
     for value in values:
         trial = study.ask()
@@ -226,9 +230,6 @@ def _rung_verdicts(pruner_spec: dict, values: list[float]) -> list[bool]:
         verdicts.append(trial.should_prune())
         study.tell(trial, None if verdicts[-1] else value, state=PRUNED if verdicts[-1] else None)
     return verdicts
-
-
-PRUNED = optuna.trial.TrialState.PRUNED
 
 
 def test_hyperband_lets_its_startup_trials_complete_and_then_ranks_against_them():
