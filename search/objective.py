@@ -31,6 +31,7 @@ from search.objectives import (
     decode_violation,
     is_decode_constraint,
     objective_values,
+    set_constraint,
 )
 from search.recovery import INTERRUPTED, record_worker
 from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
@@ -166,7 +167,7 @@ class TrialObjective:
             self._infeasible(trial, "invalid_config", str(exc))
         resolved = to_dict(config)
         broken = violated_constraints(self.spec, resolved)
-        trial.set_constraint("spec", float(len(broken)))
+        set_constraint(trial, "spec", float(len(broken)))
         if broken:
             self._infeasible(trial, "constraint", "; ".join(broken))
         try:
@@ -213,7 +214,7 @@ class TrialObjective:
         if not any(is_decode_constraint(c) for c in self.spec.constraints):
             return
         amount, broken = decode_violation(self.spec.constraints, decode_speed)
-        trial.set_constraint(DECODE_CONSTRAINT_KEY, amount)
+        set_constraint(trial, DECODE_CONSTRAINT_KEY, amount)
         if broken:
             trial.set_user_attr("constraint_broken", broken)
             log.info("trial %d breaks %s", trial.number, "; ".join(broken))

@@ -121,6 +121,18 @@ def objective_values(objective: ObjectiveSpec, result: Any) -> list[float]:
     return values
 
 
+def set_constraint(trial: Any, key: str, value: float) -> None:  # an optuna Trial
+    """`trial.set_constraint`, also on a trial Optuna retried after its worker died: the retry inherits the
+    dead trial's system attrs, constraints included, and Optuna keeps a key's first value (warning each
+    time). An equal value is left as it is; a new measurement (decoding speed) replaces the inherited one."""
+    stored_key = f"constraints:{key}"  # how Optuna's set_constraint stores it
+    stored = trial.storage.get_trial_system_attrs(trial._trial_id).get(stored_key)
+    if stored is None:
+        trial.set_constraint(key, value)
+    elif float(stored) != float(value):
+        trial.storage.set_trial_system_attr(trial._trial_id, stored_key, float(value))
+
+
 def feasible(trial: Any) -> bool:  # an optuna FrozenTrial
     """False for a trial that broke a constraint (`decode.ms_per_formula <= 20`, judged after training)."""
     return all(value <= 0 for value in trial.constraints.values())

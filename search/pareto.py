@@ -3,8 +3,9 @@
     make export NAME=transformer-cpu-speed PARETO=1   # exports/NAME.pareto-K.yaml, most accurate first
     make report NAME=transformer-cpu-speed            # the front as a plotly figure and a table
 
-Trials that break a constraint (e.g. `decode.ms_per_formula <= 20`) are never on the front (Optuna's
-`Study.best_trials` leaves them out), and neither is a trial without a recorded config.
+The front is this study's own: trials without a recorded config (a warm start's history) neither sit on
+it nor push the study's trials off it, which `Study.best_trials` would do, and trials that break a
+constraint (e.g. `decode.ms_per_formula <= 20`) are never on it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import optuna
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
+
+from search.objectives import feasible
 
 
 def sign(direction: StudyDirection) -> int:
@@ -23,9 +26,20 @@ def sign(direction: StudyDirection) -> int:
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The front, best first on the first objective (the accuracy metric that picks best.pt)."""
-    first = sign(study.directions[0])
-    front = [t for t in study.best_trials if "config" in t.user_attrs]
-    return sorted(front, key=lambda t: (-first * t.values[0], t.number))
+    signs = [sign(direction) for direction in study.directions]
+    own = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if "config" in t.user_attrs and feasible(t)
+    ]
+    front = [t for t in own if not any(_dominates(other, t, signs) for other in own)]
+    return sorted(front, key=lambda t: (-signs[0] * t.values[0], t.number))
+
+
+def _dominates(a: FrozenTrial, b: FrozenTrial, signs: list[int]) -> bool:
+    """a is at least as good as b on every objective and better on one."""
+    pairs = [(s * x, s * y) for s, x, y in zip(signs, a.values, b.values, strict=True)]
+    return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
 
 
 def trade_off(study: optuna.Study, within: float = 1.0) -> dict[str, Any] | None:

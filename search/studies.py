@@ -213,7 +213,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
     best, front = None, None
     if len(study.directions) > 1:
-        front = sorted(t.number for t in study.best_trials if not is_foreign(t))
+        front = sorted(t.number for t in pareto.pareto_trials(study))
     else:
         sign = pareto.sign(study.direction)
         done = [t for t in trials if t.state == TrialState.COMPLETE and feasible(t)]
