@@ -1,4 +1,5 @@
-"""A multi-objective study's front is its own (search/pareto.py), with trials written by Optuna directly.
+"""A multi-objective study's front is its own (search/pareto.py), and the constraints that decide who may be
+on it keep a retried trial's own values (search/objectives.set_constraint); trials written by Optuna directly.
 
 python -m pytest tests/search/test_pareto.py -q
 """
@@ -10,6 +11,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from search.objectives import set_constraint
 from search.pareto import pareto_trials
 from search.studies import summary
 from search.warm_start import FROM_ATTR
@@ -50,8 +52,6 @@ def test_the_front_ignores_foreign_and_infeasible_trials_and_keeps_what_only_the
 
 
 def test_a_retried_trial_takes_its_own_constraint_values_without_optunas_warning(recwarn):
-    from search.objectives import set_constraint
-
     study = optuna.create_study()
     # what RetryHeartbeatStaleTrialCallback enqueues: the dead trial's system attrs, constraints included
     retry = _trial([0.0], state=TrialState.WAITING, constraint=2.0)
