@@ -11,9 +11,10 @@ budget in training epochs:
 
 The search arms start from nothing (no enqueued baselines). random and TPE share the sampler seed, so
 TPE's first random trials are random search's first trials (same params; on CPU the same scores to the
-last bit): differences come from the strategy, not the draw. The no-pruning TPE arm therefore copies its
+last bit): differences come from the strategy, not the draw. Both TPE arms therefore copy their
 `n_startup_trials` random trials from the random arm instead of training them again (marked
-`copied_from`; their epochs and wall seconds count as TPE's). Every arm's best config is then scored on
+`copied_from`; their epochs and wall seconds count as the arm's own, and Hyperband gets the rung values
+it would have recorded). Every arm's best config is then scored on
 the test split, which no search sees, with two seeds: its own full run (seed 0, as every trial trains)
 and a retrain with seed 1. Each arm is its own study (a
 journal under runs/bench-search/) and each retrain writes its result beside its run, so an interrupted
@@ -34,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import set_path, to_dict
 from search import runner, studies
 from search.config_paths import base_config_dict
+from search.pruners import create_pruner
 from search.recovery import rerun_trials
 from search.spec import StudySpec, load_spec, parse_spec
 from search.tracking import PARENT_ATTR, StudyTracker
@@ -146,10 +149,13 @@ def _trial_dir(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Path:
     return Path(copied) if copied else runs_dir() / "studies" / study.study_name / f"trial-{trial.number:04d}"
 
 
-def copy_random_startup(plan: Plan, spec: StudySpec, study: optuna.Study, wait_s: float = 3 * 3600) -> int:
-    """Add the random arm's first `n_startup_trials` finished trials to an empty TPE study (the same draws
-    TPE's startup would make). Another process running the random arm is waited for; no random journal, or
-    no trials within `wait_s`, means TPE trains its own. Returns the number copied."""
+def copy_random_startup(
+    plan: Plan, arm: str, spec: StudySpec, study: optuna.Study, wait_s: float = 3 * 3600
+) -> int:
+    """Add the random arm's first `n_startup_trials` finished trials to an empty TPE or TPE + Hyperband
+    study (the same draws its sampler's startup would make). Another process running the random arm is
+    waited for; no random journal, or no trials within `wait_s`, means the arm trains its own. Returns the
+    number copied."""
     n = spec.sampler.n_startup_trials
     source_path = plan.work / "random.journal"
     if study.trials or not source_path.exists():
@@ -162,21 +168,46 @@ def copy_random_startup(plan: Plan, spec: StudySpec, study: optuna.Study, wait_s
             break
         if time.monotonic() > deadline:
             return 0
-        print(f"[tpe] waiting for the random arm's first {n} trials to copy", flush=True)
+        print(f"[{arm}] waiting for the random arm's first {n} trials to copy", flush=True)
         time.sleep(30)
-    for trial in firsts:
+    rungs = replayed_rungs(spec, study, firsts)
+    for trial, rung_values in zip(firsts, rungs, strict=True):
         trial.set_user_attr("copied_from", f"{source.study_name}#{trial.number}")
         trial.set_user_attr("trial_dir", str(_trial_dir(source, trial)))
+        trial.system_attrs = {**trial.system_attrs, **rung_values}
     study.add_trials(firsts)
-    print(f"[tpe] copied random's trials {[t.number for t in firsts]}", flush=True)
+    print(f"[{arm}] copied random's trials {[t.number for t in firsts]}", flush=True)
     return n
+
+
+def replayed_rungs(
+    spec: StudySpec, study: optuna.Study, trials: list[optuna.trial.FrozenTrial]
+) -> list[dict[str, Any]]:
+    """The rung values the arm's own pruner would have recorded had it run `trials` itself, as the first
+    trials of `study`: a halving pruner ranks later trials against the values it stored on earlier ones
+    (system attrs), which a trial copied from an unpruned arm lacks. Replayed in a scratch study of the
+    same name, so Hyperband puts each trial in the bracket it would have had; the verdicts are ignored,
+    because a copied trial stands for a startup trial, which the guard lets complete."""
+    scratch = optuna.create_study(
+        study_name=study.study_name, direction=study.direction, pruner=create_pruner(spec)
+    )
+    rungs = []
+    for trial in trials:
+        live = scratch.ask()
+        for step, value in sorted(trial.intermediate_values.items()):
+            live.report(value, step)
+            live.should_prune()
+        scratch.tell(live, trial.value if trial.state == TrialState.COMPLETE else None, state=trial.state)
+        recorded = scratch.trials[-1].system_attrs
+        rungs.append({key: value for key, value in recorded.items() if key.startswith("completed_rung_")})
+    return rungs
 
 
 def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
     spec = arm_spec(plan, arm)
     storage = str(plan.work / f"{arm}.journal")
     study = studies.prepare_study(spec, storage)
-    if arm == "tpe" and copy_random_startup(plan, spec, study):
+    if arm in ("tpe", "tpe_hyperband") and copy_random_startup(plan, arm, spec, study):
         study = studies.load_existing(spec.name, storage)
     done = search_summary(study)["epochs_consumed"]
     if done < plan.budget_epochs:

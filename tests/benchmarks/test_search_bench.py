@@ -141,7 +141,41 @@ def test_tpe_copies_the_random_arms_startup_trials_instead_of_training_them(quic
         assert mine.datetime_start == theirs.datetime_start
         assert mine.datetime_complete == theirs.datetime_complete
     hb = load(search_arms.arm_spec(plan, "tpe_hyperband").name, str(plan.work / "tpe_hyperband.journal"))
-    assert hb.trials[0].params == random.trials[0].params  # what makes the copy honest: the same first draw
+    for mine, theirs in zip(hb.trials[:n], random.trials[:n], strict=True):
+        assert mine.user_attrs["copied_from"] == f"{random.study_name}#{theirs.number}"
+        assert mine.system_attrs["completed_rung_0"] == theirs.intermediate_values[1]  # quick: rung at 1
+
+
+def test_copied_startup_trials_carry_the_rung_values_later_trials_are_cut_against():
+    """transformer-cpu's Hyperband: one rung after epoch 3 of 8, the best third kept once 2 completed."""
+    from search.pruners import create_pruner
+
+    spec = search_arms.load_spec("transformer-cpu")
+    study = optuna.create_study(study_name="hb", direction="maximize", pruner=create_pruner(spec))
+    copied = [
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            value=50.0 + i,
+            intermediate_values={e: 10.0 * e + i for e in range(1, 9)},
+        )
+        for i in range(2)
+    ]
+    rungs = search_arms.replayed_rungs(spec, study, copied)
+    assert rungs == [{"completed_rung_0": 30.0}, {"completed_rung_0": 31.0}]  # epoch 3; no epoch-9 rung
+    for trial, rung in zip(copied, rungs, strict=True):
+        trial.system_attrs = {**trial.system_attrs, **rung}
+    study.add_trials(copied)
+
+    def cut_at_epoch_3(value_at_3: float) -> bool:
+        trial = study.ask()
+        for epoch in (1, 2, 3):
+            trial.report(value_at_3 if epoch == 3 else 0.0, epoch)
+        cut = trial.should_prune()
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return cut
+
+    # without the copied rung values a third trial would be alone at the rung, and kept whatever it scored
+    assert cut_at_epoch_3(29.0) and not cut_at_epoch_3(40.0)
 
 
 def test_render_writes_the_html_again_from_the_json_alone(quick_run, monkeypatch):
