@@ -124,8 +124,9 @@ def test_targets_are_read_from_the_figures():
     assert not t["pruning_saves_epochs"]["met"] and not t["beats_course_best_on_test"]["met"]
 
 
-def test_tpe_copies_the_random_arms_startup_trials_instead_of_training_them(quick_run):
-    """Same seed, same draws, deterministic CPU training: TPE's startup trials are random's first ones."""
+def test_both_tpe_arms_copy_the_random_arms_startup_trials_instead_of_training_them(quick_run):
+    """Same seed, same draws, deterministic CPU training: the TPE arms' startup trials are random's first
+    ones; Hyperband's copies carry the rung value its pruner records."""
     home, out, results = quick_run
     args = search_arms.argparse.Namespace(quick=True, spec="transformer-cpu", budget=None, out=None)
     plan = search_arms.make_plan(args)
