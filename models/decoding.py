@@ -79,11 +79,13 @@ def greedy_decode(
     max_len: int | None = None,
     use_cache: bool = True,
     stop_at_eos: bool = True,
+    memory: Tensor | None = None,
 ) -> DecodeResult:
-    """Most likely token at every step; `stop_at_eos=False` runs all `max_len` steps (for timing)."""
+    """Most likely token at every step; `stop_at_eos=False` runs all `max_len` steps (for timing).
+    `memory` is `model.encode(images)` when the caller already has it (validation's teacher-forced pass)."""
     max_len = _resolve_max_len(model, max_len)
     with _eval_mode(model):
-        memory = model.encode(images)  # (B, S, E)
+        memory = model.encode(images) if memory is None else memory  # (B, S, E)
         b, device = memory.shape[0], memory.device
         tokens = torch.full((b, max_len + 1), PAD_ID, dtype=torch.long, device=device)
         tokens[:, 0] = SOS_ID
@@ -113,6 +115,7 @@ def beam_search(
     beam_width: int = 5,
     length_penalty: float = 0.0,
     max_len: int | None = None,
+    memory: Tensor | None = None,
 ) -> DecodeResult:
     """Keep the `beam_width` best prefixes per image; rank finished ones by score / length**length_penalty.
 
@@ -124,7 +127,7 @@ def beam_search(
         raise ValueError(f"beam_width={beam_width} must be >= 1")
     k = beam_width
     with _eval_mode(model):
-        memory = model.encode(images)  # (B, S, E)
+        memory = model.encode(images) if memory is None else memory  # (B, S, E)
         b, device = memory.shape[0], memory.device
         state = model.init_decode_state(memory.repeat_interleave(k, dim=0), max_len)  # batch B*K
         vocab = model.vocab_size

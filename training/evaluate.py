@@ -52,16 +52,18 @@ def decode_images(
     beam_width: int = 5,
     length_penalty: float = 0.0,
     max_len: int | None = None,
+    memory: torch.Tensor | None = None,
 ):
-    """models.decoding's DecodeResult for a batch (B,1,H,W) already on the model's device."""
+    """models.decoding's DecodeResult for a batch (B,1,H,W) already on the model's device; `memory` is
+    the batch's encoding when the caller has it."""
     from models.decoding import beam_search, greedy_decode
 
     if method == "beam":
         return beam_search(model, images, beam_width=beam_width, length_penalty=length_penalty,
-                           max_len=max_len)
+                           max_len=max_len, memory=memory)
     if method != "greedy":
         raise ValueError(f"decode method {method!r} is not one of ['greedy', 'beam']")
-    return greedy_decode(model, images, max_len=max_len)
+    return greedy_decode(model, images, max_len=max_len, memory=memory)
 
 
 @torch.no_grad()
@@ -95,9 +97,11 @@ def evaluate(
             images = batch.images.to(device, non_blocking=True)
             targets = trim_targets(batch.targets, max_out).to(device, non_blocking=True)
             with autocast(device, amp):
-                logits = model(images, targets[:, :-1])  # (B, T-1, V)
+                # one encoder pass serves both the teacher-forced loss and the decoding
+                memory = model.encode(images)
+                logits = model.decode(memory, targets[:, :-1])  # (B, T-1, V)
                 decoded = decode_images(model, images, method=method, beam_width=beam_width,
-                                        length_penalty=length_penalty, max_len=max_len)
+                                        length_penalty=length_penalty, max_len=max_len, memory=memory)
             loss_sum += float(token_loss_sum(logits, targets[:, 1:], label_smoothing))
             n_tokens += count_tokens(targets)
             hits, total = count_correct_tokens(logits, targets[:, 1:], pad_id=PAD_ID)

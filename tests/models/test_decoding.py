@@ -57,6 +57,19 @@ def test_beam_width_one_equals_greedy(model_and_images):
 
 
 @pytest.mark.parametrize("model_and_images", _params(), indirect=True)
+def test_decoding_from_a_given_encoding_equals_decoding_the_images(model_and_images):
+    """Validation hands the teacher-forced pass's encoding to the decoder instead of encoding twice."""
+    model, images = model_and_images
+    with torch.no_grad():
+        memory = model.encode(images)
+    for decode in (greedy_decode, lambda m, x, **kw: beam_search(m, x, beam_width=3, **kw)):
+        own = decode(model, images, max_len=MAX_LEN)
+        given = decode(model, images, max_len=MAX_LEN, memory=memory)
+        assert given.sequences == own.sequences
+        torch.testing.assert_close(given.scores, own.scores)
+
+
+@pytest.mark.parametrize("model_and_images", _params(), indirect=True)
 def test_beam_best_scores_at_least_greedy(model_and_images):
     model, images = model_and_images
     greedy = greedy_decode(model, images, max_len=MAX_LEN)

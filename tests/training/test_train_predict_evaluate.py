@@ -58,6 +58,38 @@ def test_evaluate_reproduces_the_runs_validation_score(overfit_run, overfit_data
     assert metrics["num_samples"] == 8
 
 
+@pytest.mark.slow
+def test_evaluate_encodes_each_batch_once_and_scores_as_two_passes_did(overfit_run, overfit_data):
+    """The teacher-forced loss and the greedy decoding share one encoder pass per batch; the figures are
+    those of a separate forward pass and a separate decode."""
+    import torch
+
+    from data_prep.dataset import build_loader
+    from models.decoding import greedy_decode
+    from training.checkpoint import load_model
+    from training.evaluate import evaluate
+    from training.losses import count_tokens, token_loss_sum, trim_targets
+
+    result, _, _ = overfit_run
+    model, vocab, _ = load_model(result.best_checkpoint, torch.device("cpu"))
+    loader = build_loader(overfit_data, "validate", vocab, 3, shuffle=False)
+    loss_sum, n_tokens, expected = 0.0, 0, []
+    with torch.no_grad():
+        for batch in loader:
+            targets = trim_targets(batch.targets, model.config.max_output_len)
+            loss_sum += float(token_loss_sum(model(batch.images, targets[:, :-1]), targets[:, 1:], 0.0))
+            n_tokens += count_tokens(targets)
+            expected += [vocab.decode(s) for s in greedy_decode(model, batch.images).sequences]
+
+    encode, calls = model.encode, []
+    model.encode = lambda images: calls.append(len(images)) or encode(images)
+    scored = evaluate(model, loader, vocab, device=torch.device("cpu"), amp=False)
+
+    assert calls == [len(batch.images) for batch in loader]  # once per batch, not twice
+    assert [p.prediction for p in scored.predictions] == expected
+    assert scored.metrics["loss"] == pytest.approx(loss_sum / n_tokens, rel=1e-5)
+
+
 def test_train_command_prints_the_best_checkpoint_last(overfit_data, tmp_path, capsys, isolated_home):
     from training.config import load_train_config, save_train_config
 
