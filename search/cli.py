@@ -68,6 +68,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     spec = load_spec(args.name)
     print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
     study = studies.prepare_study(spec, args.storage)
+    parent_run = study.user_attrs.get(PARENT_ATTR)
     if study.user_attrs.get(WARM_ATTR):
         print(describe_warm_start(study.user_attrs[WARM_ATTR]))
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
@@ -106,6 +107,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         status = "KILLED"
         print("\ninterrupted: the running trial was ended and its MLflow run closed")
+    except runner.StorageLost as exc:
+        progress.close()  # first: the error must not land inside the status line
+        print(f"error: {exc}", file=sys.stderr)
+        # _finish would read and write the storage to summarise: only MLflow's parent run is closed
+        _close_parent(tracker_or_none(spec.name, parent_run), "FAILED")
+        return 2
     finally:
         progress.close()
     for report in deaths:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from typing import Any
 
 import optuna
@@ -19,7 +20,7 @@ from optuna.trial import TrialState
 from core.typed_config import flatten
 from search.config_paths import base_config_dict, resolved_base
 from search.objective import TrialObjective
-from search.recovery import recover_stale_trials
+from search.recovery import PID_ATTR, recover_stale_trials
 from search.space import objective_metric
 from search.spec import StudySpec
 from search.studies import load_study, summary
@@ -64,7 +65,46 @@ def run_worker(
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)
         raise
+    except (AssertionError, OSError) as exc:
+        cause = _write_error(exc)
+        if cause is None:
+            raise
+        raise StorageLost(study, cause) from cause
     return study
+
+
+class StorageLost(RuntimeError):
+    """The study's storage stopped taking writes mid-trial (a full disk, a folder made read-only): nothing
+    more can be recorded, so the worker stops. Optuna then fails to tell the trial's end and hides the
+    cause behind `AssertionError: Should not reach`; this says what happened and what to do."""
+
+    def __init__(self, study: optuna.Study, cause: OSError):
+        where = f": {cause.filename}" if cause.filename else ""
+        trials = _own_running(study)
+        left = f"trial(s) {trials} stay" if trials else "the running trial stays"
+        super().__init__(
+            f"study {study.study_name}'s storage stopped taking writes ({cause.strerror or cause}{where}), "
+            f"so the study stopped; {left} RUNNING in it. Make it writable again (free disk space, fix "
+            "permissions) and run the same command: the trial is then failed as worker_died and run again"
+        )
+
+
+def _write_error(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc`: itself, or what Optuna's `Should not reach` was raised while handling."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _own_running(study: optuna.Study) -> list[int]:
+    try:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    except Exception:  # the storage may be unreadable too: the message then names no number
+        return []
+    return [t.number for t in running if t.user_attrs.get(PID_ATTR) == os.getpid()]
 
 
 def requeue_interrupted(study: optuna.Study, numbers: list[int]) -> list[int]:

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from core.paths import REPO_ROOT, mlruns_dir, studies_dir
 from search import studies
 from search.cli import main
-from search.recovery import WORKER_DIED
+from search.recovery import PID_ATTR, WORKER_DIED
 from search.tracking import get_client
 
 SMOKE_BUDGET = 3  # the kill tests' smoke study: its two baselines and one sampled trial (small_smoke)
@@ -297,3 +297,48 @@ def test_an_unusable_studies_or_mlruns_folder_is_one_line_before_anything_runs(
     assert main(["study", "smoke"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:"), err
+
+
+def test_a_journal_that_stops_taking_writes_mid_trial_is_one_line_and_the_rerun_recovers_the_trial(
+    fake_study, fake_training, monkeypatch, capsys
+):
+    """A full disk (or a studies/ made read-only) after the trial's first epoch: Optuna cannot record the
+    trial's end and used to raise `AssertionError: Should not reach`. Now: one line, exit 2, no MLflow run
+    left RUNNING; once the disk has room, the same command fails the lost trial and runs it again."""
+    import errno
+
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._storage import JournalOperation
+
+    fake_training()
+    append = JournalFileBackend.append_logs
+    full = {"disk": False}
+
+    def append_until_full(self, logs):
+        if full["disk"]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self._file_path))
+        full["disk"] = any(log["op_code"] == JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE for log in logs)
+        return append(self, logs)
+
+    monkeypatch.setattr(JournalFileBackend, "append_logs", append_until_full)
+    assert main(["study", fake_study, "--trials", "3"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(("error", "Traceback", "Assertion"))]
+    assert len(lines) == 1 and "Should not reach" not in err, err
+    assert "No space left on device" in lines[0] and f"{fake_study}.journal" in lines[0]
+    assert "trial(s) [0] stay RUNNING" in lines[0]
+    client = get_client()
+    runs = client.search_runs([client.get_experiment_by_name(fake_study).experiment_id])
+    assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+
+    monkeypatch.setattr(JournalFileBackend, "append_logs", append)  # room on the disk again
+    # the real process exits after the error; here the trial is handed to a process that has exited
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    study = studies.load_existing(fake_study, None)
+    study._storage.set_trial_user_attr(study.trials[0]._trial_id, PID_ATTR, exited.pid)
+    assert main(["study", fake_study, "--trials", "1"]) == 0
+    study = studies.load_existing(fake_study, None)
+    lost, rerun = study.trials[0], study.trials[1]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["reason"] == WORKER_DIED
+    assert rerun.params == lost.params and rerun.state in (TrialState.COMPLETE, TrialState.PRUNED)
