@@ -1,0 +1,93 @@
+"""python -m benchmarks bench_epoch_profile: where one epoch of a CPU-profile trial spends its time.
+
+A study's cost is trials per hour, so this splits one full epoch of a `transformer-cpu` trial into what
+the real loop (`training.loop.train`) does, on `synth-cpu` (rendered on first use): the training steps
+(forward, backward, optimizer), the rest of the training pass (waiting for the loader: cached images,
+augmentation, collation), and validation (teacher-forced loss and greedy decoding of the 750 validation
+images). The config is the best of the committed `make bench-search` run's harness-default arm
+(`benchmarks/search_results.json`), trained for 2 epochs; the figures are those of the second, as a
+trial's first epoch also pays for warm-up. The study's own bookkeeping (Optuna and MLflow) per trial is
+bench_harness's `harness_overhead_s_per_trial`.
+
+Figures: `cpu_epoch_s`, `cpu_epoch_step_share`, `cpu_epoch_loader_share`, `cpu_epoch_validation_share`,
+`cpu_epoch_train_img_per_s`, `cpu_epoch_val_img_per_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.paths import REPO_ROOT
+from training import loop
+from training.config import load_train_config
+
+log = logging.getLogger(__name__)
+
+RESULTS = REPO_ROOT / "benchmarks" / "search_results.json"
+ARM = "tpe_hyperband"
+
+
+@contextmanager
+def _timed(cls: type, names: tuple[str, ...], totals: dict[str, list[float]]):
+    """Each call of the named methods of `cls` appends its wall seconds to totals[name]; restored after.
+    (The loop has no phase timer of its own: a per-step clock in it would be noise for every trial.)"""
+    originals = {name: getattr(cls, name) for name in names}
+
+    def wrap(name: str):
+        def timed(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return originals[name](self, *args, **kwargs)
+            finally:
+                totals[name].append(time.perf_counter() - start)
+
+        return timed
+
+    for name in names:
+        setattr(cls, name, wrap(name))
+    try:
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(cls, name, method)
+
+
+def profile_config() -> dict:
+    config = json.loads(Path(RESULTS).read_text())["strategies"][ARM]["best_config"]
+    config["trainer"].update({"epochs": 2, "progress": False, "decode_speed_formulas": 0})
+    return config
+
+
+def run() -> dict[str, float]:
+    config = load_train_config(profile_config())
+    totals: dict[str, list[float]] = defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="bench-epoch-") as out, _timed(
+        loop._Run, ("_train_epoch", "_train_step", "_validate"), totals
+    ):
+        result = loop.train(config, out)
+    steps_per_epoch = len(totals["_train_step"]) // len(totals["_train_epoch"])
+    train_s = totals["_train_epoch"][-1]
+    step_s = sum(totals["_train_step"][-steps_per_epoch:])
+    val_s = totals["_validate"][-1]
+    epoch_s = result.history[-1]["epoch_time_s"]
+    log.info("epoch %.1f s: steps %.1f, rest of the training pass %.1f, validation %.1f", epoch_s, step_s,
+             train_s - step_s, val_s)
+    return {
+        "cpu_epoch_s": round(epoch_s, 1),
+        "cpu_epoch_step_share": round(step_s / epoch_s, 3),
+        "cpu_epoch_loader_share": round((train_s - step_s) / epoch_s, 3),
+        "cpu_epoch_validation_share": round(val_s / epoch_s, 3),
+        "cpu_epoch_train_img_per_s": round(result.history[-1]["images_per_s"], 1),
+        "cpu_epoch_val_img_per_s": round(result.history[-1].get("val/num_samples", 750) / val_s, 1),
+    }
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    print(run())
