@@ -48,8 +48,20 @@ def epochs_to_reach(curve: list[list[Any]], value: float) -> int | None:
     return next((epochs for epochs, best in curve if best is not None and best >= value), None)
 
 
-def targets(strategies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The issue's three targets, read from the strategies' figures."""
+def hyperband_floor_epochs(spec: Any) -> int:
+    """The fewest epochs after which a Hyperband arm of `spec` can hold a config it proposed itself at
+    full fidelity: its startup trials complete uncut (`pruner.n_startup_trials`), then one more trial
+    completes. Below this only a startup trial, a random draw shared with TPE, can be its best."""
+    from search.pruners import startup_trials
+
+    return (startup_trials(spec) + 1) * spec.budget.max_epochs
+
+
+def targets(
+    strategies: dict[str, dict[str, Any]], floor_epochs: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """The issue's three targets, read from the strategies' figures; `floor_epochs` (hyperband_floor_epochs)
+    adds the best fraction any Hyperband run of the spec could score on the epoch target."""
     hb, tpe, rnd, course = (strategies.get(k, {}) for k in ("tpe_hyperband", "tpe", "random", "course_best"))
     out: dict[str, dict[str, Any]] = {}
     if hb.get("test_avg_mean") is not None and course.get("test_avg_mean") is not None:
@@ -69,6 +81,11 @@ def targets(strategies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "needed_fraction": EPOCH_FRACTION,
             "met": reach is not None and reach <= allowed,
         }
+        if floor_epochs is not None:
+            out["pruning_saves_epochs"].update({
+                "floor_epochs": floor_epochs,
+                "floor_fraction": round(floor_epochs / max(1, tpe["epochs_to_best"]), 3),
+            })
     if hb.get("best_val_avg") is not None and rnd.get("best_val_avg") is not None:
         out["beats_random_on_val"] = {
             "hyperband": hb["best_val_avg"],
@@ -88,7 +105,7 @@ def write_results(plan: Any, strategies: dict[str, dict[str, Any]]) -> Path:
         "budget_epochs": plan.budget_epochs,
         "max_epochs": plan.spec.budget.max_epochs,
         "strategies": strategies,
-        "targets": targets(strategies),
+        "targets": targets(strategies, hyperband_floor_epochs(plan.spec)),
     }
     plan.out.mkdir(parents=True, exist_ok=True)
     path = plan.out / "search_results.json"

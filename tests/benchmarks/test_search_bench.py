@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from benchmarks import search_arms
-from benchmarks.search_results import epochs_to_reach, targets
+from benchmarks.search_results import epochs_to_reach, hyperband_floor_epochs, targets
 
 pytestmark = pytest.mark.slow
 FIELDS = {"best_val_avg", "test_avg_mean", "test_avg_seeds", "epochs_consumed", "epochs_to_best", "wall_s",
@@ -122,6 +122,20 @@ def test_targets_are_read_from_the_figures():
     strategies["tpe_hyperband"]["test_avg_mean"] = 44.0
     t = targets(strategies)
     assert not t["pruning_saves_epochs"]["met"] and not t["beats_course_best_on_test"]["met"]
+
+
+def test_the_epoch_targets_floor_is_the_startup_trials_plus_one_full_trial():
+    """transformer-cpu: 2 uncut startup trials and one of its own, 8 epochs each, before Hyperband can
+    hold a config it proposed; against a 64-epoch budget that is 24/64 = 0.375 of TPE's epochs at best."""
+    spec = search_arms.load_spec("transformer-cpu")
+    assert hyperband_floor_epochs(spec) == 24
+    strategies = {
+        "tpe": {"best_val_avg": 60.0, "epochs_to_best": 64, "curve": [[64, 60.0]]},
+        "tpe_hyperband": {"best_val_avg": 59.5, "curve": [[24, 59.5]]},
+    }
+    epochs = targets(strategies, hyperband_floor_epochs(spec))["pruning_saves_epochs"]
+    assert (epochs["floor_epochs"], epochs["floor_fraction"]) == (24, 0.375)
+    assert epochs["floor_fraction"] > epochs["needed_fraction"] and not epochs["met"]
 
 
 def test_both_tpe_arms_copy_the_random_arms_startup_trials_instead_of_training_them(quick_run):
