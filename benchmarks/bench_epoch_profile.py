@@ -9,22 +9,30 @@ images). The config is the best of the committed `make bench-search` run's harne
 trial's first epoch also pays for warm-up. The study's own bookkeeping (Optuna and MLflow) per trial is
 bench_harness's `harness_overhead_s_per_trial`.
 
+The run is on the CPU whatever the machine has, with one intra-op thread (`BENCH_CPU_THREADS` changes it,
+as in bench_models; `cpu_epoch_threads` records it). The loader share is the training pass less its
+steps: waiting for the next batch, plus the loop's own work between steps.
+
 Figures: `cpu_epoch_s`, `cpu_epoch_step_share`, `cpu_epoch_loader_share`, `cpu_epoch_validation_share`,
-`cpu_epoch_train_img_per_s`, `cpu_epoch_val_img_per_s`.
+`cpu_epoch_train_img_per_s`, `cpu_epoch_val_img_per_s`, `cpu_epoch_threads`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 from core.paths import REPO_ROOT
 from training import loop
+from training.callbacks import Callback
 from training.config import load_train_config
 
 log = logging.getLogger(__name__)
@@ -58,22 +66,43 @@ def _timed(cls: type, names: tuple[str, ...], totals: dict[str, list[float]]):
             setattr(cls, name, method)
 
 
+class _ForgetWarmUp(Callback):
+    """Drops the first epoch's step times, so only the last epoch's are summed; keeps the split sizes."""
+
+    def __init__(self, totals: dict[str, list[float]]):
+        self.totals, self.info = totals, {}
+
+    def on_train_start(self, config, info: dict) -> None:
+        self.info = info
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        self.totals["_train_step"].clear()
+
+
 def profile_config() -> dict:
     config = json.loads(Path(RESULTS).read_text())["strategies"][ARM]["best_config"]
-    config["trainer"].update({"epochs": 2, "progress": False, "decode_speed_formulas": 0})
+    config["trainer"].update(
+        {"epochs": 2, "progress": False, "decode_speed_formulas": 0, "device": "cpu", "amp": False}
+    )
     return config
 
 
 def run() -> dict[str, float]:
     config = load_train_config(profile_config())
     totals: dict[str, list[float]] = defaultdict(list)
-    with tempfile.TemporaryDirectory(prefix="bench-epoch-") as out, _timed(
-        loop._Run, ("_train_epoch", "_train_step", "_validate"), totals
-    ):
-        result = loop.train(config, out)
-    steps_per_epoch = len(totals["_train_step"]) // len(totals["_train_epoch"])
+    threads_before = torch.get_num_threads()
+    threads = int(os.environ.get("BENCH_CPU_THREADS", "1"))
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-epoch-") as out, _timed(
+            loop._Run, ("_train_epoch", "_train_step", "_validate"), totals
+        ):
+            watch = _ForgetWarmUp(totals)
+            result = loop.train(config, out, callbacks=[watch])
+    finally:
+        torch.set_num_threads(threads_before)
     train_s = totals["_train_epoch"][-1]
-    step_s = sum(totals["_train_step"][-steps_per_epoch:])
+    step_s = sum(totals["_train_step"])
     val_s = totals["_validate"][-1]
     epoch_s = result.history[-1]["epoch_time_s"]
     log.info("epoch %.1f s: steps %.1f, rest of the training pass %.1f, validation %.1f", epoch_s, step_s,
@@ -84,7 +113,8 @@ def run() -> dict[str, float]:
         "cpu_epoch_loader_share": round((train_s - step_s) / epoch_s, 3),
         "cpu_epoch_validation_share": round(val_s / epoch_s, 3),
         "cpu_epoch_train_img_per_s": round(result.history[-1]["images_per_s"], 1),
-        "cpu_epoch_val_img_per_s": round(result.history[-1].get("val/num_samples", 750) / val_s, 1),
+        "cpu_epoch_val_img_per_s": round(watch.info["val_size"] / val_s, 1),
+        "cpu_epoch_threads": threads,
     }
 
 

@@ -48,13 +48,13 @@ def epochs_to_reach(curve: list[list[Any]], value: float) -> int | None:
     return next((epochs for epochs, best in curve if best is not None and best >= value), None)
 
 
-def hyperband_floor_epochs(spec: Any) -> int:
-    """The fewest epochs after which a Hyperband arm of `spec` can hold a config it proposed itself at
-    full fidelity: its startup trials complete uncut (`pruner.n_startup_trials`), then one more trial
-    completes. Below this only a startup trial, a random draw shared with TPE, can be its best."""
-    from search.pruners import startup_trials
-
-    return (startup_trials(spec) + 1) * spec.budget.max_epochs
+def hyperband_floor_epochs(spec: Any) -> int | None:
+    """The fewest epochs after which the bench's Hyperband arm can hold a config it proposed itself at
+    full fidelity: its `sampler.n_startup_trials` random trials come complete (copied from the random arm,
+    the same draws), then its first own proposal completes. Before that, its best can only be one of
+    those shared random draws. None when the spec sets no epoch count."""
+    epochs = spec.budget.max_epochs
+    return None if epochs is None else (spec.sampler.n_startup_trials + 1) * epochs
 
 
 def targets(

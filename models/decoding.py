@@ -82,7 +82,8 @@ def greedy_decode(
     memory: Tensor | None = None,
 ) -> DecodeResult:
     """Most likely token at every step; `stop_at_eos=False` runs all `max_len` steps (for timing).
-    `memory` is `model.encode(images)` when the caller already has it (validation's teacher-forced pass)."""
+    `memory` is `model.encode(images)` when the caller already has it (validation's teacher-forced pass),
+    made in eval mode: decoding cannot undo dropout or batch statistics in an encoding made in train mode."""
     max_len = _resolve_max_len(model, max_len)
     with _eval_mode(model):
         memory = model.encode(images) if memory is None else memory  # (B, S, E)

@@ -107,7 +107,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         status = "KILLED"
         print("\ninterrupted: the running trial was ended and its MLflow run closed")
-    except runner.StorageLost as exc:
+    except (runner.StorageLost, OSError) as exc:
+        if isinstance(exc, OSError):  # the parent's own storage write (a worker's death, recovered)
+            if runner.storage_write_error(exc) is None:
+                raise
+            exc = runner.StorageLost(study, exc)
         progress.close()  # first: the error must not land inside the status line
         print(f"error: {exc}", file=sys.stderr)
         # _finish would read and write the storage to summarise: only MLflow's parent run is closed

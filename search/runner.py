@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import traceback
 from typing import Any
 
 import optuna
@@ -66,7 +67,7 @@ def run_worker(
         requeue_interrupted(study, objective.interrupted)
         raise
     except (AssertionError, OSError) as exc:
-        cause = _write_error(exc)
+        cause = storage_write_error(exc)
         if cause is None:
             raise
         raise StorageLost(study, cause) from cause
@@ -74,36 +75,50 @@ def run_worker(
 
 
 class StorageLost(RuntimeError):
-    """The study's storage stopped taking writes mid-trial (a full disk, a folder made read-only): nothing
-    more can be recorded, so the worker stops. Optuna then fails to tell the trial's end and hides the
-    cause behind `AssertionError: Should not reach`; this says what happened and what to do."""
+    """The study's storage stopped taking writes (a full disk, a folder made read-only): nothing more can
+    be recorded, so the worker stops. When that happens as a trial ends, Optuna cannot record the end and
+    hides the cause behind `AssertionError: Should not reach`; this says what happened and what to do."""
 
     def __init__(self, study: optuna.Study, cause: OSError):
         where = f": {cause.filename}" if cause.filename else ""
-        trials = _own_running(study)
-        left = f"trial(s) {trials} stay" if trials else "the running trial stays"
+        running = _own_running(study)
+        if running is None:  # unreadable too: whether a trial was left running is unknown here
+            left = "a trial this process was running is failed as worker_died and run again"
+        elif running:
+            left = f"trial(s) {running}, left RUNNING, are failed as worker_died and run again"
+        else:
+            left = "the study continues (no trial was left running)"
         super().__init__(
             f"study {study.study_name}'s storage stopped taking writes ({cause.strerror or cause}{where}), "
-            f"so the study stopped; {left} RUNNING in it. Make it writable again (free disk space, fix "
-            "permissions) and run the same command: the trial is then failed as worker_died and run again"
+            f"so the study stopped. Make it writable again (free disk space, fix permissions) and run the "
+            f"same command: {left}"
         )
 
 
-def _write_error(exc: BaseException) -> OSError | None:
-    """The OSError behind `exc`: itself, or what Optuna's `Should not reach` was raised while handling."""
+_STORAGE_CODE = os.path.dirname(optuna.storages.__file__) + os.sep
+
+
+def storage_write_error(exc: BaseException) -> OSError | None:
+    """The OSError that Optuna's storage raised behind `exc` (itself, or the one Optuna's `Should not
+    reach` was raised while handling), or None: an OSError from anywhere else (a callback, the terminal)
+    is not the storage's."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OSError):
-            return seen
+            frames = traceback.extract_tb(seen.__traceback__)
+            return seen if any(f.filename.startswith(_STORAGE_CODE) for f in frames) else None
+        if not isinstance(seen, AssertionError):
+            return None
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-def _own_running(study: optuna.Study) -> list[int]:
+def _own_running(study: optuna.Study) -> list[int] | None:
+    """This process's RUNNING trials; None when the storage cannot be read either."""
     try:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    except Exception:  # the storage may be unreadable too: the message then names no number
-        return []
+    except Exception:
+        return None
     return [t.number for t in running if t.user_attrs.get(PID_ATTR) == os.getpid()]
 
 

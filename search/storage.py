@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
 from core.paths import studies_dir
 
@@ -49,6 +49,40 @@ def describe_storage(name: str, url: str | None) -> str:
     return str(journal_path(name)) if url is None else _redact(url)
 
 
+def drop_partial_tail(path: Path) -> int:
+    """Cut off a last journal record that lacks its newline; returns the bytes removed. A write cut short
+    (a full disk) leaves one: Optuna skips it when reading, but its next append would join it and turn the
+    journal into one that no longer loads. Done under the journal's own lock, so that a record another
+    process is appending right now is never taken for a broken one."""
+    if not _ends_partial(path):
+        return 0
+    lock = JournalFileSymlinkLock(str(path))  # the lock JournalFileBackend takes for every append
+    lock.acquire()
+    try:
+        if not _ends_partial(path):
+            return 0
+        data = path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        with path.open("r+b") as f:
+            f.truncate(keep)
+    finally:
+        lock.release()
+    log.warning("journal %s: dropped a %d-byte last record that a write cut short had left (a full "
+                "disk?); the records before it are intact", path, len(data) - keep)
+    return len(data) - keep
+
+
+def _ends_partial(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -74,6 +108,7 @@ def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseSto
     if url is None or url.endswith(".journal"):
         path = journal_path(name) if url is None else Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
+        drop_partial_tail(path)
         return JournalStorage(JournalFileBackend(str(path)))
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in RDB_SCHEMES:

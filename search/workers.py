@@ -107,7 +107,9 @@ def launch(
                 log.warning("%s", report)
                 live = {q.pid: assigned[q.pid] for _, _, q in procs if q.poll() is None}
                 left = remaining(live) if remaining is not None else 0
-                if left > 0 and len(deaths) <= len(slots):  # one that keeps dying is not replaced forever
+                # one that keeps dying is not replaced forever; one that exited 2 (a user error, a
+                # storage that takes no writes) would only fail the same way
+                if left > 0 and len(deaths) <= len(slots) and code != 2:
                     log.warning("starting a replacement worker for the %d trial(s) left", left)
                     start(index + 100 * len(deaths), slot, left)
             if poll is not None:

@@ -125,8 +125,9 @@ def test_targets_are_read_from_the_figures():
 
 
 def test_the_epoch_targets_floor_is_the_startup_trials_plus_one_full_trial():
-    """transformer-cpu: 2 uncut startup trials and one of its own, 8 epochs each, before Hyperband can
-    hold a config it proposed; against a 64-epoch budget that is 24/64 = 0.375 of TPE's epochs at best."""
+    """transformer-cpu: 2 random startup trials (copied complete) and one of its own, 8 epochs each, before
+    Hyperband can hold a config it proposed; against a 64-epoch budget that is 24/64 = 0.375 of TPE's
+    epochs at best."""
     spec = search_arms.load_spec("transformer-cpu")
     assert hyperband_floor_epochs(spec) == 24
     strategies = {

@@ -326,7 +326,7 @@ def test_a_journal_that_stops_taking_writes_mid_trial_is_one_line_and_the_rerun_
     lines = [line for line in err.splitlines() if line.startswith(("error", "Traceback", "Assertion"))]
     assert len(lines) == 1 and "Should not reach" not in err, err
     assert "No space left on device" in lines[0] and f"{fake_study}.journal" in lines[0]
-    assert "trial(s) [0] stay RUNNING" in lines[0]
+    assert "trial(s) [0], left RUNNING, are failed as worker_died and run again" in lines[0]
     client = get_client()
     runs = client.search_runs([client.get_experiment_by_name(fake_study).experiment_id])
     assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
@@ -342,3 +342,53 @@ def test_a_journal_that_stops_taking_writes_mid_trial_is_one_line_and_the_rerun_
     lost, rerun = study.trials[0], study.trials[1]
     assert lost.state == TrialState.FAIL and lost.user_attrs["reason"] == WORKER_DIED
     assert rerun.params == lost.params and rerun.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_only_an_oserror_raised_in_optunas_storage_counts_as_a_lost_storage(tmp_path):
+    """A broken pipe from a callback or an assertion of our own is not a storage failure: it keeps its own
+    error instead of the 'make it writable' advice."""
+    from optuna.storages.journal import JournalFileBackend
+
+    from search.runner import storage_write_error
+
+    path = tmp_path / "s.journal"
+    backend = JournalFileBackend(str(path))
+    path.unlink()
+    path.mkdir()  # the journal's place taken: the storage's own append fails
+    with pytest.raises(OSError) as own:
+        backend.append_logs([{"op_code": 0}])
+    assert storage_write_error(own.value) is own.value
+    try:
+        try:
+            backend.append_logs([{"op_code": 0}])
+        finally:  # as Optuna's _run_trial: its check fails while the storage's error propagates
+            raise AssertionError("Should not reach.")
+    except AssertionError as optunas:
+        assert isinstance(storage_write_error(optunas), IsADirectoryError)
+
+    def progress_callback():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(OSError) as elsewhere:
+        progress_callback()
+    assert storage_write_error(elsewhere.value) is None
+    assert storage_write_error(AssertionError("a check of ours")) is None
+
+
+def test_a_journal_record_cut_short_is_dropped_and_the_study_loads_and_continues(
+    fake_study, fake_training, caplog
+):
+    """A write cut short by a full disk leaves a last line without its newline; Optuna's next append would
+    join it and the journal would never load again. The next run drops just that record."""
+    fake_training()
+    assert main(["study", fake_study, "--trials", "2"]) == 0
+    path = studies_dir() / f"{fake_study}.journal"
+    intact = path.read_bytes()
+    cut = b'{"op_code": 8, "worker_id": "x", "trial_id": 1, "user_attr": {"a": '
+    path.write_bytes(intact + cut)
+    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert path.read_bytes().startswith(intact) and path.read_bytes().endswith(b"\n")
+    assert f"dropped a {len(cut)}-byte last record" in caplog.text
+    study = studies.load_existing(fake_study, None)
+    assert len(study.trials) == 3
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
