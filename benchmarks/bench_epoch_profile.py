@@ -66,16 +66,17 @@ def _timed(cls: type, names: tuple[str, ...], totals: dict[str, list[float]]):
             setattr(cls, name, method)
 
 
-class _ForgetWarmUp(Callback):
-    """Drops the first epoch's step times, so only the last epoch's are summed; keeps the split sizes."""
+class _PerEpochSteps(Callback):
+    """Keeps the step times of the epoch that just ended (the last one's are summed); and the split sizes."""
 
     def __init__(self, totals: dict[str, list[float]]):
-        self.totals, self.info = totals, {}
+        self.totals, self.info, self.last_epoch_steps = totals, {}, []
 
     def on_train_start(self, config, info: dict) -> None:
         self.info = info
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        self.last_epoch_steps = list(self.totals["_train_step"])
         self.totals["_train_step"].clear()
 
 
@@ -97,12 +98,12 @@ def run() -> dict[str, float]:
         with tempfile.TemporaryDirectory(prefix="bench-epoch-") as out, _timed(
             loop._Run, ("_train_epoch", "_train_step", "_validate"), totals
         ):
-            watch = _ForgetWarmUp(totals)
+            watch = _PerEpochSteps(totals)
             result = loop.train(config, out, callbacks=[watch])
     finally:
         torch.set_num_threads(threads_before)
     train_s = totals["_train_epoch"][-1]
-    step_s = sum(totals["_train_step"])
+    step_s = sum(watch.last_epoch_steps)
     val_s = totals["_validate"][-1]
     epoch_s = result.history[-1]["epoch_time_s"]
     log.info("epoch %.1f s: steps %.1f, rest of the training pass %.1f, validation %.1f", epoch_s, step_s,

@@ -61,7 +61,7 @@ def targets(
     strategies: dict[str, dict[str, Any]], floor_epochs: int | None = None
 ) -> dict[str, dict[str, Any]]:
     """The issue's three targets, read from the strategies' figures; `floor_epochs` (hyperband_floor_epochs)
-    adds the best fraction any Hyperband run of the spec could score on the epoch target."""
+    adds the best fraction the bench's Hyperband arm could score on the epoch target."""
     hb, tpe, rnd, course = (strategies.get(k, {}) for k in ("tpe_hyperband", "tpe", "random", "course_best"))
     out: dict[str, dict[str, Any]] = {}
     if hb.get("test_avg_mean") is not None and course.get("test_avg_mean") is not None:
