@@ -5,7 +5,9 @@
     python -m training evaluate --checkpoint C --data data/NAME --split test [--out metrics.json]
 
 `train` prints the best checkpoint's path as its last line (scripts rely on it). It logs to MLflow only
-when MLFLOW_TRACKING_URI is set (experiment `train`, one run per invocation).
+when MLFLOW_TRACKING_URI is set (experiment `train`, one run per invocation). `predict` takes image and
+InkML (pen) files. `evaluate` prints the metrics JSON on stdout (`exact_match` is the ExpRate,
+`exprate_le1` / `exprate_le2` allow 1 / 2 token errors) and a one-line ExpRate summary on stderr.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     pr = sub.add_parser("predict", help="predict one formula per image, in input order")
     pr.add_argument("--checkpoint", type=Path, required=True)
-    pr.add_argument("--images", type=Path, required=True, help="a folder of images or a file listing paths")
+    pr.add_argument("--images", type=Path, required=True,
+                    help="a folder of images and .inkml pen files, or a file listing paths")
     pr.add_argument("--out", type=Path, required=True, help="results.txt (a .jsonl is written beside it)")
     ev = sub.add_parser("evaluate", help="score a checkpoint on a prepared dataset split (metrics JSON)")
     ev.add_argument("--checkpoint", type=Path, required=True)
@@ -103,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           progress=not args.no_progress)
     txt, jsonl = write_predictions(rows, args.out)
     failed = sum(r.error is not None for r in rows)
-    print(f"{len(rows)} predictions ({failed} unreadable images left empty) -> {txt} and {jsonl}")
+    print(f"{len(rows)} predictions ({failed} unreadable inputs left empty) -> {txt} and {jsonl}")
     return 0
 
 
@@ -132,6 +135,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
     print(text)
+    m = result.metrics
+    # stdout stays one JSON document for scripts; the handwriting papers' headline figures go beside it
+    print(f"ExpRate {m['exact_match']:.2f} %, <=1 error {m['exprate_le1']:.2f} %, <=2 errors "
+          f"{m['exprate_le2']:.2f} % ({m['num_samples']:.0f} {args.split} samples)", file=sys.stderr)
     return 0
 
 

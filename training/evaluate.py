@@ -32,7 +32,8 @@ class Prediction:
 
 @dataclass
 class EvalResult:
-    metrics: dict[str, float]  # loss, token_accuracy, bleu4, exact_match, edit_score, avg_score, num_samples
+    # loss, token_accuracy, bleu4, exact_match, exprate_le1, exprate_le2, edit_score, avg_score, num_samples
+    metrics: dict[str, float]
     predictions: list[Prediction] = field(default_factory=list)
 
     def samples(self, n: int) -> list[dict[str, str]]:

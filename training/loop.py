@@ -12,8 +12,8 @@ the resume point in `last.pt`.
 
 Per-epoch metrics (history rows, callbacks, MLflow): `epoch`, `train/loss`, `lr`, `images_per_s`
 (training images per second, loader included), `gpu_peak_mem_mb`, `epoch_time_s` (validation included)
-and, on validated epochs, `val/loss`, `val/bleu4`, `val/exact_match`, `val/edit_score`, `val/avg_score`,
-`val/token_accuracy`. When training ends, best.pt's decoding speed is timed (training.decode_speed).
+and, on validated epochs, `val/loss`, `val/bleu4`, `val/exact_match`, `val/exprate_le1`, `val/exprate_le2`,
+`val/edit_score`, `val/avg_score`, `val/token_accuracy`. Training ends by timing best.pt's decoding.
 """
 
 from __future__ import annotations
@@ -121,8 +121,9 @@ class _Run:
         self.best_score, self.best_metrics = -math.inf if t.monitor_mode == "max" else math.inf, {}
         self.history: list[dict[str, float]] = []
         manifest = load_manifest(root, required=False)
-        # predict applies the training data's image processing to new images
-        self.image_options = (manifest.get("options") or {}).get("image")
+        # predict renders (pen input) and processes new inputs as the training data was; ink None: no pen
+        options = manifest.get("options") or {}
+        self.image_options, self.ink_options = options.get("image"), options.get("ink")
         self.info: dict[str, Any] = {
             "out_dir": str(out_dir), "device": str(self.device), "dataset": str(root),
             "dataset_hash": str(manifest.get("content_hash", "")),
@@ -282,7 +283,8 @@ class _Run:
             desc=f"validate {epoch}/{t.epochs}",
         )
         self.info["sample_predictions"] = result.samples(t.num_sample_predictions)
-        metrics = {f"val/{key}": result.metrics[key] for key in VAL_KEYS}
+        # the ExpRates within 1 and 2 edits are reported beside exact_match but are no monitor choice
+        metrics = {f"val/{key}": result.metrics[key] for key in (*VAL_KEYS, "exprate_le1", "exprate_le2")}
         self.schedule.step_validation(metrics[t.monitor])
         return metrics
 
@@ -307,6 +309,7 @@ class _Run:
             "config": typed_config.to_dict(self.cfg),
             "vocab": list(self.vocab.id_to_token),
             "image_options": self.image_options,
+            "ink_options": self.ink_options,
             "epoch": epoch,
             "metrics": dict(metrics),
         }

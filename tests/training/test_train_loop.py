@@ -17,7 +17,8 @@ from training.evaluate import EvalResult
 from training.loop import train
 
 EPOCH_KEYS = {"epoch", "train/loss", "lr", "images_per_s", "gpu_peak_mem_mb", "epoch_time_s"}
-VAL_KEYS = {f"val/{k}" for k in ("loss", "bleu4", "exact_match", "edit_score", "avg_score", "token_accuracy")}
+VAL_KEYS = {f"val/{k}" for k in ("loss", "bleu4", "exact_match", "exprate_le1", "exprate_le2", "edit_score",
+                                  "avg_score", "token_accuracy")}
 TIMING_KEYS = {"images_per_s", "epoch_time_s"}
 
 
@@ -145,7 +146,8 @@ def test_early_stopping_stops_after_patience_validations(overfit_data, tmp_path,
     scores = iter([10.0, 30.0, 20.0, 30.0, 25.0, 99.0, 99.0])  # best at the 2nd validation, then 3 worse
 
     def fake_evaluate(*args, **kwargs):
-        metrics = {k: 0.0 for k in ("loss", "bleu4", "exact_match", "edit_score", "token_accuracy")}
+        keys = ("loss", "bleu4", "exact_match", "exprate_le1", "exprate_le2", "edit_score", "token_accuracy")
+        metrics = dict.fromkeys(keys, 0.0)
         return EvalResult({**metrics, "avg_score": next(scores)})
 
     monkeypatch.setattr(loop_module, "evaluate", fake_evaluate)

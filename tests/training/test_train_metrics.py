@@ -44,7 +44,8 @@ HYPS = [
 
 def test_identical_corpus_scores_100():
     scores = score_corpus(REFS, REFS)
-    assert scores == pytest.approx({"bleu4": 100, "exact_match": 100, "edit_score": 100, "avg_score": 100})
+    assert scores == pytest.approx({"bleu4": 100, "exact_match": 100, "exprate_le1": 100, "exprate_le2": 100,
+                                    "edit_score": 100, "avg_score": 100})
 
 
 def test_bleu_matches_first_principles_corpus_computation():
@@ -81,7 +82,9 @@ def test_edit_score_counts_tokens_not_characters():
 
 def test_empty_prediction_scores_zero():
     scores = score_corpus([["a", "b", "c"]], [[]])
-    assert scores == pytest.approx({"bleu4": 0, "exact_match": 0, "edit_score": 0, "avg_score": 0})
+    # three deletions: beyond even two errors
+    assert scores == pytest.approx({"bleu4": 0, "exact_match": 0, "exprate_le1": 0, "exprate_le2": 0,
+                                    "edit_score": 0, "avg_score": 0})
 
 
 def test_empty_reference_and_prediction_count_as_an_edit_match():
