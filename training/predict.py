@@ -1,14 +1,17 @@
-"""Predict LaTeX for image files with a trained checkpoint, one line per image in input order.
+"""Predict LaTeX for image or pen (InkML) files with a trained checkpoint, one line per input in order.
 
     python -m training predict --checkpoint runs/x/best.pt --images DIR|LIST.txt --out results.txt
 
-A directory is read in sorted file-name order (its image files); a list file holds one image path per line
-(relative paths are tried from the current folder, then from the list's folder). Each image goes through
-the same processing as the training data (`data_prep.images.process_gray` with the options recorded in the
-checkpoint: crop to ink, downsample, pad to a bucket), then images are decoded in batches of one size.
-`results.txt` gets one space-tokenised formula per input line (the course's result.txt); an image that
-cannot be read or processed gets an empty line and a warning, so line N always belongs to input N.
-`results.jsonl` beside it has one {"index", "id", "path", "prediction", "score", "error"} object per input.
+A directory is read in sorted file-name order (its image and `.inkml` files); a list file holds one path
+per line (relative paths are tried from the current folder, then from the list's folder). An `.inkml` file
+is first drawn as the training data was (`data_prep.ink.render_inkml` with the checkpoint's `ink_options`;
+a checkpoint not trained on pen input has none, so the InkOptions defaults are used and a warning says so).
+Every input then goes through the same processing as the training data (`data_prep.images.process_gray`
+with the checkpoint's `image_options`: crop to ink, downsample, pad to a bucket), and inputs are decoded in
+batches of one size. `results.txt` gets one space-tokenised formula per input line (the course's
+result.txt); an input that cannot be read, rendered or processed gets an empty line and a warning, so line
+N always belongs to input N. `results.jsonl` beside it has one {"index", "id", "path", "prediction",
+"score", "error"} object per input (`error`: the reason, as a dataset's manifest would give it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from data_prep.images import ImageOptions, ImageRejected, load_gray, process_gray
+from data_prep.ink import InkOptions, render_inkml
 from training.checkpoint import load_checkpoint, load_model
 from training.evaluate import decode_images
 from training.runtime import autocast, resolve_device
@@ -32,6 +36,7 @@ from training.runtime import autocast, resolve_device
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+INK_SUFFIXES = {".inkml"}
 
 
 @dataclass
@@ -45,13 +50,15 @@ class PredictionRow:
 
 
 def list_images(source: Path) -> list[Path]:
-    """The inputs of `--images`: a folder's image files sorted by name, or the paths in a list file."""
+    """The inputs of `--images`: a folder's image and InkML files sorted by name, or a list file's paths."""
     source = Path(source)
+    suffixes = IMAGE_SUFFIXES | INK_SUFFIXES
     if source.is_dir():
-        return sorted((p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        return sorted((p for p in source.iterdir() if p.is_file() and p.suffix.lower() in suffixes),
                       key=lambda p: p.name)
     if not source.is_file():
-        raise FileNotFoundError(f"--images {source} is neither a folder of images nor a list file")
+        raise FileNotFoundError(f"--images {source} is neither a folder of images / .inkml files nor a "
+                                "file listing their paths")
     paths = []
     for line in source.read_text(encoding="utf-8", errors="replace").splitlines():
         line = line.strip()
@@ -70,8 +77,14 @@ def image_options(raw: dict[str, Any] | None) -> ImageOptions:
     return ImageOptions(**known)
 
 
-def _prepare(path: Path, options: ImageOptions) -> np.ndarray:
-    return process_gray(load_gray(path, options.max_pixels), options)
+def is_ink(path: Path) -> bool:
+    return Path(path).suffix.lower() in INK_SUFFIXES
+
+
+def prepare_input(path: Path, options: ImageOptions, ink: InkOptions) -> np.ndarray:
+    """(H, W) uint8 pixels as the dataset pipeline would store them for `path`: pen files are drawn first."""
+    gray = render_inkml(path, ink) if is_ink(path) else load_gray(path, options.max_pixels)
+    return process_gray(gray, options)
 
 
 def predict_images(
@@ -85,18 +98,23 @@ def predict_images(
     max_len: int | None = None,
     progress: bool = True,
 ) -> list[PredictionRow]:
-    """One PredictionRow per path, in order; unusable images carry `error` and an empty prediction."""
+    """One PredictionRow per path, in order; unusable inputs carry `error` and an empty prediction."""
     dev = resolve_device(device)
     model, vocab, _ = load_model(checkpoint, dev)
-    options = image_options(load_checkpoint(checkpoint).get("image_options"))
+    ckpt = load_checkpoint(checkpoint)
+    options = image_options(ckpt.get("image_options"))
+    ink = InkOptions.from_dict(ckpt.get("ink_options"))
+    if ckpt.get("ink_options") is None and any(is_ink(p) for p in paths):
+        logger.warning("checkpoint %s was not trained on pen input (its dataset recorded no ink options): "
+                       ".inkml files are drawn with the InkOptions defaults", checkpoint)
     rows = [PredictionRow(i, Path(p).name, str(p)) for i, p in enumerate(paths)]
     by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
     for row, path in zip(rows, paths, strict=True):
         try:
-            pixels = _prepare(Path(path), options)
-        except (ImageRejected, OSError, ValueError) as exc:
+            pixels = prepare_input(Path(path), options, ink)
+        except (ImageRejected, OSError, ValueError) as exc:  # InkRejected is an ImageRejected
             row.error = str(exc)
-            logger.warning("image %d (%s) skipped: %s", row.index, path, exc)
+            logger.warning("input %d (%s) skipped: %s", row.index, path, exc)
             continue
         by_shape[pixels.shape].append((row.index, pixels))
     batches = [g[i : i + batch_size] for g in by_shape.values() for i in range(0, len(g), batch_size)]
@@ -123,4 +141,5 @@ def write_predictions(rows: list[PredictionRow], out: Path) -> tuple[Path, Path]
     return out, jsonl
 
 
-__all__ = ["PredictionRow", "image_options", "list_images", "predict_images", "write_predictions"]
+__all__ = ["INK_SUFFIXES", "PredictionRow", "image_options", "is_ink", "list_images", "predict_images",
+           "prepare_input", "write_predictions"]
