@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from core.paths import data_dir
+from core.paths import data_dir, shared_data_dir
 from data_prep.importers import import_dataset
 from data_prep.synth import synth_dataset
 
@@ -23,6 +23,19 @@ BUILTIN_DATASETS: dict[str, dict] = {
     # the CPU profile (studies/transformer-cpu.yaml): short formulas at half scale, so a small model
     # learns to read them in minutes on 2 cores (12,000 rendered, 7,500 kept: 6,000/750/750)
     "synth-cpu": {"n": 12000, "seed": 0, "style": "printed", "downsample": 2, "max_tokens": 20},
+}
+# Real datasets nobody can render here: a missing one is imported by the user, and its study says how.
+# `flags` fix the import a study's figures were measured on; `archive` is its file in ../shared/data.
+IMPORTED_DATASETS: dict[str, dict] = {
+    "crohme": {
+        "format": "inkml",
+        # formula-disjoint validation carved from the training InkML; CROHME 2013 kept apart as test;
+        # x4 leaves ~8 px symbols, the size that keeps a CPU-profile trial within 15 minutes
+        "flags": "--split-dirs test=TestINKMLGT --split-ratio 0.9 0.1 0 --downsample 4",
+        "what": "CROHME's InkML (the ICDAR competition package from TC-11: TrainINKML/ and a test year, "
+        "e.g. TestINKMLGT/ for 2013)",
+        "archive": "crohme-inkml.tar.xz",
+    },
 }
 _REQUIRED = ("formulas.norm.lst", "train.lst", "vocab.json")
 
@@ -57,8 +70,22 @@ def ensure_dataset(name_or_path: str | Path) -> Path:
 
 
 def _make_command(name: str, root: Path) -> str:
+    if name in IMPORTED_DATASETS:
+        return import_hint(name, root)
     if name in BUILTIN_DATASETS:
         spec = BUILTIN_DATASETS[name]
         flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in spec.items())
         return f'make data ARGS="synth --out {root} {flags}"'
     return f'make data ARGS="import --format im2latex|im2latex-raw|course|tsv --src DIR --out {root}"'
+
+
+def import_hint(name: str, root: Path) -> str:
+    """The one command that imports a known real dataset: from ../shared/data's copy when this machine
+    has one, otherwise from a folder the user downloads."""
+    spec = IMPORTED_DATASETS[name]
+    archive = shared_data_dir() / spec["archive"]
+    make = f'make data ARGS="import --format {spec["format"]} --src {{src}} --out {root} {spec["flags"]}"'
+    if archive.is_file():
+        unpacked = f"/tmp/{name}-inkml"
+        return f"mkdir -p {unpacked} && tar xJf {archive} -C {unpacked} && " + make.format(src=unpacked)
+    return make.format(src="DIR") + f", with DIR holding {spec['what']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from data_prep.canonical_latex import CanonicalError, canonical_tokens
 from data_prep.tokenizer import normalize_font_commands, normalize_left_right, tokenize
 
 MULTILINE_TOKENS = frozenset({"\\\\", r"\newline", r"\cr"})
@@ -24,7 +25,17 @@ class FormulaOptions:
     drop_non_ascii: bool = True  # the course's "not in vocab" rule: Chinese \text{...} and the like
     normalize_left_right: bool = False
     normalize_fonts: bool = False
+    # handwritten truth's many spellings -> one (data_prep.canonical_latex); on for --format inkml
+    canonical: bool = False
     max_tokens: int | None = 150  # None: no limit
+
+    def __post_init__(self) -> None:
+        # max_tokens=0 or below would drop every formula as "too long" instead of saying what is wrong
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+            raise ValueError(
+                f"formula option max_tokens must be a whole number 1 or more, or None for no limit; "
+                f"got {self.max_tokens!r}"
+            )
 
 
 class FormulaRejected(ValueError):
@@ -69,6 +80,11 @@ def clean_formula(text: str, options: FormulaOptions, *, pretokenized: bool = Fa
         tokens = normalize_left_right(tokens)
     if options.normalize_fonts:
         tokens = normalize_font_commands(tokens)
+    if options.canonical:
+        try:
+            tokens = canonical_tokens(tokens)
+        except CanonicalError as e:
+            raise FormulaRejected(f"unreadable formula structure: {e}") from None
     if not tokens:
         raise FormulaRejected("empty formula")
     if options.max_tokens is not None and len(tokens) > options.max_tokens:

@@ -29,6 +29,20 @@ class ImageOptions:
     buckets: tuple[Bucket, ...] | str = AUTO
     max_pixels: int = DEFAULT_MAX_PIXELS
 
+    def __post_init__(self) -> None:
+        # A value out of range would not fail: every image would be dropped ("no ink") or quietly
+        # processed differently (downsample 0 acts as 1), so it is refused here, where Python callers meet it.
+        _check_int("margin", self.margin, 0, "white pixels kept around the ink")
+        _check_int("ink_threshold", self.ink_threshold, 1, "a pixel darker than this is ink", high=255)
+        _check_int("downsample", self.downsample, 1, "1 keeps the size, 2 halves it")
+        _check_int("max_pixels", self.max_pixels, 1, "the decompression-bomb limit")
+
+
+def _check_int(name: str, value: int, low: int, meaning: str, high: int | None = None) -> None:
+    if not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ValueError(f"image option {name} must be a whole number {allowed} ({meaning}), got {value!r}")
+
 
 class ImageRejected(ValueError):
     """An image that cannot be used; the message is the manifest's reason."""

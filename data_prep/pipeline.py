@@ -10,6 +10,7 @@ place at the end, so a crash never leaves half a dataset.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
 import random
@@ -27,7 +28,7 @@ from data_prep.buckets import AUTO, auto_buckets
 from data_prep.formulas import FormulaOptions, FormulaRejected, clean_formula
 from data_prep.images import ImageOptions, ImageRejected, load_gray, pad_to_bucket, process_gray, save_png
 from data_prep.items import SPLITS, RawItem
-from data_prep.manifest import write_manifest
+from data_prep.manifest import DERIVED_CACHE_DIR, load_manifest, write_manifest
 from data_prep.vocab import Vocab
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,13 @@ class PrepareOptions:
     image: ImageOptions = field(default_factory=ImageOptions)
     split_ratio: tuple[float, float, float] = (0.8, 0.1, 0.1)  # for items without a source split
     split_seed: int = 0
+    group_splits: bool = True  # the ratio split keeps all rows of one formula in one split
     min_count: int = 1  # vocab.json keeps train tokens seen at least this often
     workers: int | None = None  # None: every core for large imports; 0: serial
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        check_prepare_options(self)
 
 
 @dataclass
@@ -62,8 +67,7 @@ def prepare_dataset(
 ) -> Path:
     """Process `items` (RawItem) into the prepared folder `out`; returns `out`."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not options.overwrite:
-        raise FileExistsError(f"{out} already exists: pass --force (overwrite=True) to replace it")
+    check_out(out, options.overwrite)
     dropped: list[dict] = []
     entries = _clean_formulas(list(items), options.formula, dropped)
     if not entries and not dropped:
@@ -81,7 +85,7 @@ def prepare_dataset(
             raise NoUsableDataError(
                 f"nothing usable in {source}: all {len(dropped)} items dropped ({reasons})"
             )
-        _assign_splits(entries, options.split_ratio, options.split_seed)
+        _assign_splits(entries, options.split_ratio, options.split_seed, options.group_splits)
         entries = _drop_unlabelled_in_labelled_splits(entries, tmp / "images", dropped)
         counts = _write_lists(entries, tmp, options.min_count)
         buckets = Counter(f"{w}x{h}" for h, w in (e.size for e in entries))
@@ -90,6 +94,7 @@ def prepare_dataset(
             "format": fmt,
             "options": {**_jsonable(asdict(options)), **(source_options or {})},
             "counts": counts,
+            "split_overlap": split_overlap(entries),
             "dropped_count": len(dropped),
             "dropped": dropped,
             "buckets": dict(sorted(buckets.items(), key=lambda kv: -kv[1])),
@@ -217,19 +222,43 @@ def _worker_count(requested: int | None, n_jobs: int) -> int:
     return 0 if n_jobs < PARALLEL_MIN_ITEMS else min(os.cpu_count() or 1, 16)
 
 
-def _assign_splits(entries: list[_Entry], ratio: tuple[float, float, float], seed: int) -> None:
+def _assign_splits(entries: list[_Entry], ratio: tuple[float, ...], seed: int, grouped: bool) -> None:
+    """Give every item without a source split one by seed and ratio. Grouped (the default), all rows of
+    one formula go to one split: handwritten sets hold one formula written by several people, and a
+    random row split then validates on formulas the model has already been trained on."""
     unsplit = [e for e in entries if e.item.split is None]
     if not unsplit:
         return
-    if len(ratio) != 3 or any(r < 0 for r in ratio) or sum(ratio) <= 0:
+    if len(ratio) != 3 or any(not r >= 0 for r in ratio) or not 0 < sum(ratio) < float("inf"):
         raise ValueError(f"split ratio {ratio} must be three non-negative numbers (train, validate, test)")
-    order = sorted(unsplit, key=lambda e: e.item.id)
+    groups: dict[str, list[_Entry]] = {}
+    for e in sorted(unsplit, key=lambda e: e.item.id):
+        # an unlabelled item is its own group: nothing to leak
+        key = " ".join(e.tokens) if grouped and e.tokens is not None else f"\0{e.item.id}"
+        groups.setdefault(key, []).append(e)
+    order = list(groups.values())
     random.Random(seed).shuffle(order)
     total = sum(ratio)
-    n_train = round(len(order) * ratio[0] / total)
-    n_val = round(len(order) * ratio[1] / total)
-    for k, e in enumerate(order):
-        e.item.split = "train" if k < n_train else "validate" if k < n_train + n_val else "test"
+    n_train = round(len(unsplit) * ratio[0] / total)
+    n_val = round(len(unsplit) * ratio[1] / total)
+    placed = 0
+    for group in order:
+        # a group lands where the running count stands when it starts: sizes stay within one group's rows
+        split = "train" if placed < n_train else "validate" if placed < n_train + n_val else "test"
+        for e in group:
+            e.item.split = split
+        placed += len(group)
+
+
+def split_overlap(entries: list[_Entry]) -> dict:
+    """Per split: its distinct formulas and how many of them also occur in train (what a split leaks)."""
+    formulas = {s: {" ".join(e.tokens) for e in entries if e.item.split == s and e.tokens is not None}
+                for s in SPLITS}  # fmt: skip
+    return {
+        s: {"formulas": len(formulas[s]), "also_in_train": len(formulas[s] & formulas["train"])}
+        for s in SPLITS
+        if s != "train"
+    } | {"train": {"formulas": len(formulas["train"])}}
 
 
 def _drop_unlabelled_in_labelled_splits(entries: list[_Entry], images_dir: Path, dropped: list[dict]):
@@ -268,13 +297,16 @@ def _write_lists(entries: list[_Entry], root: Path, min_count: int) -> dict[str,
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if any(out.iterdir()) and not overwrite:
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
             raise FileExistsError(f"{out} appeared while preparing: pass --force to replace it")
+        # again, now that the new files are known: a file the user added since would go with the folder
+        _check_replaceable(out, written={p.name for p in tmp.iterdir()})
+    if out.is_dir():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)
         tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        old.unlink() if old.is_symlink() else shutil.rmtree(old, ignore_errors=True)  # a link's target stays
     else:
         try:
             tmp.rename(out)
@@ -288,3 +320,62 @@ def _jsonable(value):
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def check_prepare_options(options: PrepareOptions) -> None:
+    """Refuse values that would not fail but quietly drop every item or split nothing (NaN ratios)."""
+    ratio = options.split_ratio
+    try:
+        ratio_ok = len(ratio) == 3 and all(math.isfinite(r) and r >= 0 for r in ratio) and sum(ratio) > 0
+    except TypeError:
+        ratio_ok = False
+    if not ratio_ok:
+        raise ValueError(
+            f"split_ratio must be three finite numbers >= 0, not all 0 (train, validate, test); got {ratio!r}"
+        )
+    if not isinstance(options.min_count, int) or options.min_count < 1:
+        raise ValueError(f"min_count must be a whole number 1 or more, got {options.min_count!r}")
+    if options.workers is not None and (not isinstance(options.workers, int) or options.workers < 0):
+        raise ValueError(
+            f"workers must be 0 (serial), a positive count or None (all cores), got {options.workers!r}"
+        )
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an --out that cannot be written or must not be replaced: --force replaces
+    only a folder data_prep made (its manifest.json says so) or an empty one, never the user's files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file: name a folder for the prepared dataset")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} already exists: pass --force (overwrite=True) to replace it")
+        _check_replaceable(out)
+    parent = next(p for p in out.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise FileExistsError(f"--out {out} cannot be made: {parent} is a file")
+    try:  # the one way to know, whoever runs it (root passes any permission check)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write --out {out}: {parent} is not writable ({e.strerror}); pick a folder you can write"
+        ) from None
+
+
+def _check_replaceable(out: Path, written: set[str] | None = None) -> None:
+    """`written`: the names the new dataset holds; anything else in `out` is not data_prep's to delete."""
+    names = sorted(p.name for p in out.iterdir())
+    if "data_prep_version" not in load_manifest(out, required=False):
+        raise FileExistsError(
+            f"--force replaces only a folder that data_prep made, and {out} holds no data_prep manifest.json "
+            f"(it holds {_some(names)}): nothing was deleted; choose another --out or empty it yourself"
+        )
+    foreign = [n for n in names if written is not None and n not in written | {DERIVED_CACHE_DIR}]
+    if foreign:
+        raise FileExistsError(
+            f"--force would delete {_some(foreign)} in {out}, which data_prep did not write: "
+            "nothing was deleted; move them out of it and run again"
+        )
+
+
+def _some(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -199,6 +199,9 @@ class TrialObjective:
             trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
             log.warning("trial %d failed: %r", trial.number, exc)
             raise
+        for key in ("val/exact_match", "val/exprate_le1", "val/exprate_le2"):
+            if key in (result.best_metrics or {}):  # ExpRate, the handwriting field's headline, per trial
+                trial.set_user_attr(key.replace("/", "_"), float(result.best_metrics[key]))
         decode_speed = getattr(result, "decode_speed", None) or {}
         for key, value in decode_speed.items():
             trial.set_user_attr(key.replace("/", "_"), value)  # decode_ms_per_formula, decode_formulas_per_s

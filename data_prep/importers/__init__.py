@@ -10,12 +10,15 @@ from pathlib import Path
 from data_prep.buckets import AUTO
 from data_prep.formulas import FormulaOptions
 from data_prep.images import ImageOptions
-from data_prep.importers import course, im2latex, im2latex_raw, tsv
-from data_prep.pipeline import PrepareOptions, prepare_dataset
+from data_prep.importers import course, im2latex, im2latex_raw, inkml, tsv
+from data_prep.importers._common import check_inputs, drop_repeated_images
+from data_prep.pipeline import PrepareOptions, check_out, prepare_dataset
 
 log = logging.getLogger(__name__)
-IMPORTERS = {"im2latex": im2latex, "im2latex-raw": im2latex_raw, "course": course, "tsv": tsv}
-_IMPORTER_ARGS = {"tsv": {"labels"}}
+IMPORTERS = {
+    "im2latex": im2latex, "im2latex-raw": im2latex_raw, "course": course, "tsv": tsv, "inkml": inkml,
+}  # fmt: skip
+_IMPORTER_ARGS = {"tsv": {"labels"}, "inkml": {"split_dirs", *inkml.INK_ARGS}}
 
 
 def build_options(**flat) -> PrepareOptions:
@@ -55,22 +58,24 @@ def import_dataset(fmt: str, src: Path | str, out: Path | str, **options) -> Pat
     if fmt not in IMPORTERS:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(IMPORTERS)}")
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise FileNotFoundError(f"source folder {src} does not exist: check --src")
-    if out.resolve().is_relative_to(src.resolve()):
-        raise ValueError(f"--out {out} lies inside the source {src}: data_prep never writes into a source")
-    if src.resolve().is_relative_to(out.resolve()):
-        # replacing --out (--force) would delete the source with it
-        raise ValueError(f"the source {src} lies inside --out {out}: choose an --out beside the source")
     module = IMPORTERS[fmt]
     importer_args = {k: options.pop(k) for k in _IMPORTER_ARGS.get(fmt, set()) if k in options}
-    merged = {**module.DEFAULTS, **options}
+    # every input, not only --src: replacing --out (--force) must never delete one
+    check_inputs(src, out, {"--labels": Path(importer_args["labels"])} if importer_args.get("labels") else {})
+    prepare_options = build_options(**{**module.DEFAULTS, **options})  # bad options fail before any reading
+    check_out(out, prepare_options.overwrite)
     log.info("importing %s (%s) into %s", src, fmt, out)
     return prepare_dataset(
-        module.iter_items(src, **importer_args),
+        drop_repeated_images(module.iter_items(src, **importer_args)),
         out,
         source=str(src),
         fmt=fmt,
-        options=build_options(**merged),
-        source_options={k: str(v) for k, v in importer_args.items()},
+        options=prepare_options,
+        source_options=_source_options(module, importer_args),
     )
+
+
+def _source_options(module, importer_args: dict) -> dict:
+    if hasattr(module, "manifest_options"):  # structured (inkml's rendering: predict reads it back)
+        return module.manifest_options(**importer_args)
+    return {k: str(v) for k, v in importer_args.items()}

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.importers._common import first_existing, image_files, read_lines, require_dir
+from data_prep.importers._common import first_existing, image_files, list_rows, read_lines, require_dir
 from data_prep.items import SPLITS, RawItem
 
 # The source's split lists are already filtered (length, multi-line kept): its counts are the contract.
 DEFAULTS = {"keep_multiline": True, "max_tokens": None}
+_OTHER_FORMAT = "--format im2latex-raw reads lists of `<formula line> <image> <render type>`"
 
 
 def iter_items(src: Path) -> Iterator[RawItem]:
@@ -30,11 +31,10 @@ def iter_items(src: Path) -> Iterator[RawItem]:
     for split in SPLITS:
         names = (f"{split}_filter.lst", f"{split}.lst", f"im2latex_{split}_filter.lst")
         list_file = first_existing(src, names, f"{split} list")
-        for lineno, line in enumerate(read_lines(list_file), 1):
+        for lineno, parts, problem in list_rows(list_file, _line_problem, _OTHER_FORMAT):
             origin = f"{list_file.name}:{lineno}"
-            parts = (line or "").split()
-            if len(parts) != 2 or not parts[1].isdigit():
-                yield RawItem(origin, split, None, label_error=f"malformed list line {line!r}", origin=origin)
+            if problem:
+                yield RawItem(origin, split, None, label_error=problem, origin=origin)
                 continue
             stem = Path(parts[0]).stem
             listed.add(stem)
@@ -53,3 +53,9 @@ def _item(stem: str, split: str, image: Path, formulas: list[str | None], index:
     if formulas[index] is None:
         return RawItem(stem, split, image, label_error=f"formula line {index} is not UTF-8", origin=origin)
     return RawItem(stem, split, image, formulas[index], pretokenized=True, origin=origin)
+
+
+def _line_problem(parts: list[str]) -> str | None:
+    if len(parts) != 2:
+        return f"{len(parts)} fields where 2 are expected (`<image> <formula line>`)"
+    return None if parts[1].isdigit() else f"formula line {parts[1]!r} is not a number"

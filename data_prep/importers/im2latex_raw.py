@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.importers._common import first_existing, image_files, read_lines, require_dir
+from data_prep.importers._common import first_existing, image_files, list_rows, read_lines, require_dir
 from data_prep.items import SPLITS, RawItem
 
 # Page renders are at full resolution: im2markup halves the crops (a formula 1130 px wide otherwise pads
 # to a 1600x1600 bucket). `--downsample 1` keeps full resolution.
 DEFAULTS = {"keep_multiline": True, "max_tokens": None, "downsample": 2}
+_OTHER_FORMAT = "--format im2latex reads lists of `<image> <formula line>`"
 
 
 def iter_items(src: Path) -> Iterator[RawItem]:
@@ -26,11 +27,10 @@ def iter_items(src: Path) -> Iterator[RawItem]:
     listed: set[str] = set()
     for split in SPLITS:
         list_file = first_existing(src, (f"{split}.lst", f"im2latex_{split}.lst"), f"{split} list")
-        for lineno, line in enumerate(read_lines(list_file), 1):
+        for lineno, parts, problem in list_rows(list_file, _line_problem, _OTHER_FORMAT):
             origin = f"{list_file.name}:{lineno}"
-            parts = (line or "").split()
-            if len(parts) < 2 or not parts[0].isdigit():
-                yield RawItem(origin, split, None, label_error=f"malformed list line {line!r}", origin=origin)
+            if problem:
+                yield RawItem(origin, split, None, label_error=problem, origin=origin)
                 continue
             index, stem = int(parts[0]), Path(parts[1]).stem
             listed.add(stem)
@@ -47,3 +47,9 @@ def iter_items(src: Path) -> Iterator[RawItem]:
     for stem, path in images.items():
         if stem not in listed:
             yield RawItem(stem, None, path, label_error="image not in any split list", origin=path.name)
+
+
+def _line_problem(parts: list[str]) -> str | None:
+    if not 2 <= len(parts) <= 3:
+        return f"{len(parts)} fields where 2 or 3 are expected (`<formula line> <image> [<render type>]`)"
+    return None if parts[0].isdigit() else f"formula line {parts[0]!r} is not a number"

@@ -1,74 +1,46 @@
 """`--format tsv --src DIR --labels FILE.tsv`: any folder of images plus `filename<TAB>latex[<TAB>split]`.
 
-The filename is a path relative to DIR, subfolders included, with or without its extension
-(`train/c1/x.png`, `train/c1/x`); a bare stem also finds the one image of that stem anywhere below DIR.
-Whitespace around fields is trimmed. A header line, quoted fields (csv quoting, tabs inside quotes) and
-CRLF line ends are tolerated. Without a split column the pipeline splits by seed and ratio.
+The filename is a path relative to DIR, subfolders (symlinked ones too) included, with or without its
+extension (`train/c1/x.png`, `train/c1/x`); a bare stem also finds the one image of that stem anywhere
+below DIR. A path may also be absolute or relative to the labels file's folder, as long as it ends up
+below DIR; names match whatever Unicode normal form (NFC, macOS's NFD) the file system uses. Whitespace
+around fields is trimmed and a header line is skipped. The file itself is read by `label_file` (quoting,
+line ends, encodings); a line break inside a quoted label is LaTeX whitespace (spreadsheets wrap long
+cells), so it reads as a space. Without a split column the pipeline splits by seed and ratio.
 """
 
 from __future__ import annotations
 
-import csv
+import os
+import posixpath
+import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.importers._common import (
-    IMAGE_SUFFIXES,
-    SPLIT_ALIASES,
-    read_lines,
-    read_raw_lines,
-    require_dir,
-    shared_stem_reason,
-)
+from data_prep.importers._common import IMAGE_SUFFIXES, SPLIT_ALIASES, require_dir, shared_stem_reason
+from data_prep.importers.label_file import LabelRow, read_rows
 from data_prep.items import RawItem
 
 DEFAULTS: dict = {}
+COLUMNS = "filename<TAB>latex[<TAB>split]"
 _HEADER_WORDS = {
-    "filename",
-    "file",
-    "image",
-    "image_name",
-    "name",
-    "path",
-    "latex",
-    "formula",
-    "label",
-    "split",
-}
+    "filename", "file", "image", "image_name", "name", "path", "latex", "formula", "label", "split",
+}  # fmt: skip
+_LINE_BREAK = re.compile(r"\s*(?:\r\n|\r|\n)\s*")
 
 
 def iter_items(src: Path, labels: Path | str | None = None) -> Iterator[RawItem]:
     src = require_dir(src, "tsv images")
     labels_path = _labels_path(src, labels)
-    tree = _ImageTree(src)
+    tree = _ImageTree(src, bases=(labels_path.parent, Path.cwd()))
     used: set[Path] = set()
-    lines = zip(read_lines(labels_path), read_raw_lines(labels_path), strict=True)
-    for lineno, (line, raw) in enumerate(lines, 1):
-        origin = f"{labels_path.name}:{lineno}"
-        if line is None:
-            name = raw.split(b"\t")[0].strip().decode("utf-8", "replace")
-            image, _ = tree.find(name)
-            used.update([image] if image is not None else [])
-            error = f"line {lineno} of {labels_path.name} is not UTF-8"
-            yield RawItem(tree.item_id(name, image), None, image, label_error=error, origin=origin)
+    for k, row in enumerate(read_rows(labels_path, 2, 3, COLUMNS)):
+        if k == 0 and row.error is None and _is_header(row.fields):
             continue
-        if not line.strip() or (lineno == 1 and _is_header(line)):
-            continue
-        row = next(csv.reader([line], delimiter="\t", quotechar='"'))
-        name = row[0].strip()
-        split = SPLIT_ALIASES.get(row[2].strip().lower()) if len(row) > 2 and row[2].strip() else None
-        image, problem = tree.find(name)
-        if image is not None:
-            used.add(image)
-        formula = row[1].strip() if len(row) > 1 else None
-        item = RawItem(tree.item_id(name, image), split, image if image is not None else src / name, formula,
-                       origin=origin)  # fmt: skip
-        if problem:
-            item.formula, item.label_error = None, problem
-        elif not formula:
-            item.formula, item.label_error = None, "empty formula"
-        elif len(row) > 2 and row[2].strip() and split is None:
-            item.label_error = f"unknown split {row[2]!r} (use train, dev/validate or test)"
+        item = _row_item(row, tree, labels_path.name)
+        if item.image is not None:
+            used.add(item.image)
         yield item
     for path in tree.paths:
         if path not in used:
@@ -77,41 +49,115 @@ def iter_items(src: Path, labels: Path | str | None = None) -> Iterator[RawItem]
                           label_error=f"image has no row in {labels_path.name}")  # fmt: skip
 
 
-class _ImageTree:
-    """Every image under the source folder, subfolders included, found by a row's relative path with or
-    without its extension (`train/c1/x.png`, `train/c1/x`) or, failing that, by a file stem that only one
-    image in the tree has. Ids are the relative path without extension, `/` -> `__`: unique and stable."""
+def _row_item(row: LabelRow, tree: _ImageTree, labels_name: str) -> RawItem:
+    origin = f"{labels_name}:{row.line}"
+    name = row.fields[0].strip() if row.fields else ""
+    image, problem = tree.find(name)
+    item = RawItem(tree.item_id(name, image, row.line), None, image, origin=origin)
+    if row.error is not None:
+        item.label_error = row.error
+        return item
+    split_cell = row.fields[2].strip() if len(row.fields) > 2 else ""
+    formula = _LINE_BREAK.sub(" ", row.fields[1]).strip()
+    item.split = SPLIT_ALIASES.get(split_cell.lower()) if split_cell else None
+    if problem:
+        item.label_error = problem
+    elif not formula:
+        item.label_error = "empty formula"
+    elif split_cell and item.split is None:
+        item.label_error = f"unknown split {split_cell!r} (use train, dev/validate or test)"
+    else:
+        item.formula = formula
+    return item
 
-    def __init__(self, root: Path):
+
+class _ImageTree:
+    """Every image below the source folder, found by a row's relative path with or without its extension
+    (`train/c1/x.png`, `train/c1/x`) or, failing that, by a file stem that only one image in the tree has.
+    Ids are the relative path without extension, `/` -> `__`: unique and stable."""
+
+    def __init__(self, root: Path, bases: tuple[Path, ...] = ()):
         self.root = root
-        self.paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        self.by_rel: dict[str, Path] = {p.relative_to(root).as_posix(): p for p in self.paths}
+        self.paths = _walk_images(root)
+        # roots a row's absolute path may start with; bases a relative one may be relative to
+        self.roots = {_nfc(os.path.abspath(root)), _nfc(os.path.realpath(root))}
+        self.bases = [_nfc(os.path.abspath(b)) for b in bases]
+        self.by_rel: dict[str, list[Path]] = {}
         self.by_rel_stem: dict[str, list[Path]] = {}
         self.by_stem: dict[str, list[Path]] = {}
-        for rel, path in self.by_rel.items():
+        for path in self.paths:
+            rel = _nfc(path.relative_to(root).as_posix())
+            self.by_rel.setdefault(rel, []).append(path)
             self.by_rel_stem.setdefault(rel[: -len(path.suffix)], []).append(path)
-            self.by_stem.setdefault(path.stem, []).append(path)
+            self.by_stem.setdefault(_nfc(path.stem), []).append(path)
 
     def find(self, name: str) -> tuple[Path | None, str | None]:
         """(the image a row names, None) or (None, why it cannot be used)."""
-        rel = name.replace("\\", "/").strip()
-        while rel.startswith("./"):
-            rel = rel[2:]
-        if rel in self.by_rel:
-            return self.by_rel[rel], None
-        stem = rel[: -len(Path(rel).suffix)] if Path(rel).suffix.lower() in IMAGE_SUFFIXES else rel
-        for candidates in (self.by_rel_stem.get(stem), self.by_stem.get(stem) if "/" not in stem else None):
+        text = _nfc(name.replace("\\", "/").strip())
+        if not text:
+            return None, "empty filename"
+        rels = self._relative(text)
+        for rel in rels:
+            image, problem = self._lookup(rel)
+            if image is not None or problem is not None:
+                return image, problem
+        if not rels:
+            return None, f"image path {name} lies outside --src {self.root}: images are read from --src only"
+        return None, f"missing image file {name} (looked for it under {self.root}, with any image extension)"
+
+    def _relative(self, text: str) -> list[str]:
+        """The paths below the root that a row's name may mean, most likely first."""
+        if not text.startswith("/") and ".." not in text.split("/"):
+            inside = [posixpath.normpath(text)]
+            fulls = [posixpath.normpath(posixpath.join(base, text)) for base in self.bases]
+        else:
+            inside = []
+            bases = [""] if text.startswith("/") else [*self.roots, *self.bases]
+            fulls = [posixpath.normpath(posixpath.join(base, text)) for base in bases]
+        for full in fulls:
+            inside += [full[len(root) + 1 :] for root in self.roots if full.startswith(root + "/")]
+        return list(dict.fromkeys(inside))
+
+    def _lookup(self, rel: str) -> tuple[Path | None, str | None]:
+        suffix = posixpath.splitext(rel)[1]
+        stem = rel[: -len(suffix)] if suffix.lower() in IMAGE_SUFFIXES else rel
+        by_stem = self.by_stem.get(stem) if "/" not in stem else None
+        for candidates in (self.by_rel.get(rel), self.by_rel_stem.get(stem), by_stem):
             if candidates and len(candidates) == 1:
                 return candidates[0], None
             if candidates:
                 return None, shared_stem_reason(candidates)
-        return None, f"missing image file {name} (looked for it under {self.root}, with any image extension)"
+        return None, None
 
-    def item_id(self, name: str, image: Path | None) -> str:
+    def item_id(self, name: str, image: Path | None, line: int = 0) -> str:
         if image is not None:
             rel = image.relative_to(self.root).as_posix()
             return rel[: -len(image.suffix)].replace("/", "__")
-        return Path(name.replace("\\", "/")).with_suffix("").as_posix().replace("/", "__") or "row"
+        rel = name.replace("\\", "/").strip().strip("/")
+        suffix = posixpath.splitext(rel)[1]
+        rel = rel[: -len(suffix)] if suffix.lower() in IMAGE_SUFFIXES else rel
+        return rel.replace("/", "__") or f"line{line}"
+
+
+def _walk_images(root: Path) -> list[Path]:
+    """Image files below root, through symlinked folders too (each real folder once: a link loop ends)."""
+    paths, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()
+        for name in files:
+            path = Path(folder, name)
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                paths.append(path)
+    return sorted(paths)
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def _labels_path(src: Path, labels: Path | str | None) -> Path:
@@ -128,6 +174,6 @@ def _labels_path(src: Path, labels: Path | str | None) -> Path:
     raise FileNotFoundError(f"labels file {labels} not found (neither as given nor inside {src})")
 
 
-def _is_header(line: str) -> bool:
-    cells = [c.strip().strip('"').lower() for c in line.split("\t")]
+def _is_header(fields: list[str]) -> bool:
+    cells = [c.strip().lower() for c in fields]
     return any(c in _HEADER_WORDS for c in cells[:3]) and not Path(cells[0]).suffix
