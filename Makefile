@@ -14,7 +14,7 @@ EPOCHS ?=
 ARGS ?= synth
 PORT ?= 5000
 
-.PHONY: help venv test test-fast lint bench bench-search data study worker ui export report replay train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search bench-crohme data study worker ui export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench: .venv/.stamp ## run the benchmarks, writing benchmarks/results.json
 
 bench-search: .venv/.stamp ## search strategies vs hand tuning on the CPU profile [QUICK=1] (about 3 h; resumable)
 	$(PY) -m benchmarks search $(if $(QUICK),--quick)
+
+bench-crohme: .venv/.stamp ## crohme-cpu's best vs hand tuning on CROHME 2013, two seeds (after make study NAME=crohme-cpu; resumable)
+	$(PY) -m benchmarks crohme
 
 data: .venv/.stamp ## prepare a dataset: make data ARGS="synth --out data/synth --n 2000"
 	$(PY) -m data_prep $(ARGS)

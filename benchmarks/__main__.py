@@ -1,5 +1,6 @@
 """python -m benchmarks [NAME ...]: run every benchmarks/bench_*.py (or the named ones).
 python -m benchmarks search [--quick]: the search-strategy comparison (benchmarks/search_arms.py).
+python -m benchmarks crohme: crohme-cpu's best against hand tuning on CROHME 2013 (crohme_results.py).
 
 Each bench_* module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench;
 the search comparison takes hours and writes its own benchmarks/search_results.json.
@@ -16,6 +17,10 @@ from core.bench import record
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["crohme"]:
+        from benchmarks.crohme_results import main as crohme_main
+
+        return crohme_main(argv[1:])
     if argv[:1] == ["search"]:
         from benchmarks.search_arms import main as search_main
 

@@ -1,0 +1,170 @@
+"""python -m benchmarks crohme: the crohme-cpu study's best config against the two hand-tuned ones, on
+CROHME 2013 (the test year no trial saw), each trained the same way with two seeds.
+
+    make study NAME=crohme-cpu            # first: the study (resumable; its journal is committed)
+    python -m benchmarks crohme [--seeds 0 1] [--study crohme-cpu]
+
+Three configs: `harness_best` (the study's best completed trial by val avg), `course_best` and
+`reference_default` (the study's enqueued baselines, labelled so in the journal). Seed 0 of each is the
+study's own run of it (every trial trains with seed 0, and on a CPU a retrain with seed 0 repeats it);
+every other seed is trained again into runs/crohme-results/. A finished run is reused when its config is
+unchanged, so an interrupted benchmark resumes where it stopped; the JSON is rewritten after every run
+(`complete: false` until every seed of every config is in).
+
+benchmarks/crohme_results.json (a contract other tools read): code_version, dataset_hash, study, trials,
+and `configs` with the keys harness_best, course_best, reference_default, each holding test_exprate,
+test_exprate_le1, test_exprate_le2, test_avg, val_avg, epochs, wall_s (means over the seeds) and `seeds`
+(the per-seed figures). Scores are 0-100 on the canonical token sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from core.paths import runs_dir
+from search.spec import load_spec
+from search.studies import code_version, dataset_hash, load_existing
+
+RESULTS = Path(__file__).with_name("crohme_results.json")
+BASELINES = {"course_best": "course-best", "reference_default": "reference-default"}
+TEST_FIGURES = {"test_exprate": "exact_match", "test_exprate_le1": "exprate_le1",
+                "test_exprate_le2": "exprate_le2", "test_avg": "avg_score", "test_bleu4": "bleu4",
+                "test_edit_score": "edit_score"}  # fmt: skip
+MEANS = ("test_exprate", "test_exprate_le1", "test_exprate_le2", "test_avg", "val_avg", "epochs", "wall_s")
+MARGIN = 10.0  # test avg points the harness best must gain over both hand-tuned configs
+
+
+def chosen_trials(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+    """The three configs' trials; a baseline that has not completed yet is missing."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    chosen = {}
+    for key, label in BASELINES.items():
+        match = [t for t in done if t.user_attrs.get("baseline") == label]
+        if match:
+            chosen[key] = match[0]
+    if done:
+        chosen["harness_best"] = max(done, key=lambda t: t.value)
+    return chosen
+
+
+def trial_dir(study_name: str, trial: optuna.trial.FrozenTrial) -> Path:
+    return runs_dir() / "studies" / study_name / f"trial-{trial.number:04d}"
+
+
+def run_seed(study_name: str, key: str, trial: optuna.trial.FrozenTrial, seed: int) -> dict[str, Any]:
+    """One seed of one config: trained (or the trial's own run for seed 0) and scored on test."""
+    from training.loop import train
+
+    config = json.loads(json.dumps(trial.user_attrs["config"]))
+    config["trainer"]["seed"] = seed
+    sha = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    own = trial_dir(study_name, trial)
+    retrain = runs_dir() / "crohme-results" / f"{key}-seed{seed}"
+    out = own if seed == 0 and (own / "best.pt").is_file() else retrain
+    stored = out / "crohme_result.json"
+    if stored.is_file():
+        previous = json.loads(stored.read_text())
+        if previous.get("config_sha") == sha:
+            return previous
+    wall = (trial.datetime_complete - trial.datetime_start).total_seconds() if out == own else None
+    epochs = len(trial.intermediate_values) if out == own else None
+    if out != own:
+        from training.config import load_train_config
+
+        print(f"[crohme] training {key} (trial {trial.number}) with seed {seed} into {out}", flush=True)
+        start = time.perf_counter()
+        result = train(load_train_config(config), out)
+        wall, epochs = time.perf_counter() - start, len(result.history)
+        val = result.best_metrics.get("val/avg_score")
+    else:
+        val = trial.value
+    record = {"config_sha": sha, "seed": seed, "trial": trial.number, "run": str(out), "val_avg": val,
+              "epochs": epochs, "wall_s": None if wall is None else round(wall, 1),
+              **score_test(out / "best.pt")}  # fmt: skip
+    stored.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def score_test(checkpoint: Path) -> dict[str, float]:
+    """The test split's scores with greedy decoding, as validation decodes."""
+    from data_prep.dataset import build_loader
+    from training.checkpoint import load_model
+    from training.evaluate import evaluate
+    from training.loop import resolve_dataset
+    from training.runtime import resolve_device
+
+    device = resolve_device("auto")
+    model, vocab, config = load_model(checkpoint, device)
+    loader = build_loader(resolve_dataset(config.data.dataset), "test", vocab, 64, shuffle=False)
+    result = evaluate(
+        model, loader, vocab, device=device, amp=config.trainer.amp, max_len=config.trainer.val_max_len
+    )
+    return {name: float(result.metrics[key]) for name, key in TEST_FIGURES.items()}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in (*MEANS, "test_bleu4", "test_edit_score"):
+        values = [r.get(name) for r in runs if r.get(name) is not None]
+        out[name] = sum(values) / len(values) if values else None
+    out["seeds"] = runs
+    return out
+
+
+def targets(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    best, hands = configs.get("harness_best"), [configs.get(k) for k in BASELINES]
+    if best is None or any(h is None for h in hands) or best["test_avg"] is None:
+        return {"met": None, "why": "not every config has test figures yet"}
+    margin = best["test_avg"] - max(h["test_avg"] for h in hands)
+    higher_exprate = all(best["test_exprate"] > h["test_exprate"] for h in hands)
+    return {"avg_margin": margin, "avg_margin_needed": MARGIN, "higher_exprate": higher_exprate,
+            "met": margin >= MARGIN and higher_exprate}  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks crohme", description=__doc__.split("\n")[0])
+    parser.add_argument("--study", default="crohme-cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--storage", help="the study's storage URL (default: its journal under studies/)")
+    args = parser.parse_args(argv)
+    study = load_existing(args.study, args.storage)
+    chosen = chosen_trials(study)
+    missing = [k for k in ("harness_best", *BASELINES) if k not in chosen]
+    configs: dict[str, dict[str, Any]] = {}
+    for key, trial in chosen.items():
+        runs = []
+        for seed in args.seeds:
+            runs.append(run_seed(args.study, key, trial, seed))
+            configs[key] = summarise(runs)
+            write(args, study, chosen, configs, complete=False)
+    write(args, study, chosen, configs, complete=not missing)
+    print(json.dumps({k: {m: v[m] for m in MEANS} for k, v in configs.items()}, indent=2))
+    if missing:
+        print(f"[crohme] not yet in the study: {', '.join(missing)} (run make study NAME={args.study})")
+    return 0
+
+
+def write(args, study, chosen, configs, *, complete: bool) -> None:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    data = {
+        "code_version": code_version(),
+        "study_code_version": study.user_attrs.get("code_version"),
+        "dataset_hash": dataset_hash(load_spec(args.study).dataset),
+        "study": args.study,
+        "trials": counts,
+        "chosen_trials": {k: t.number for k, t in chosen.items()},
+        "seeds": args.seeds,
+        "complete": complete,
+        "configs": configs,
+        "targets": targets(configs),
+    }
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
