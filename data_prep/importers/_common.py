@@ -125,7 +125,7 @@ def drop_repeated_images(items) -> list[RawItem]:
         _mark_repeats(group)
     if repeated:
         log.warning(
-            "%d images are named by more than one row (first: %s); see the reasons in manifest.json",
+            "images named by more than one row: %d (first: %s); see the reasons in manifest.json",
             len(repeated), ", ".join(i.origin for i in repeated[0]),
         )  # fmt: skip
     return items

@@ -18,7 +18,8 @@ from data_prep.importers._common import (
     shared_stem_reason,
     shared_stems,
 )
-from data_prep.items import RawItem, read_label
+from data_prep.importers.label_file import is_text, read_text
+from data_prep.items import RawItem
 
 DEFAULTS: dict = {"buckets": DEFAULT_BUCKETS}  # the course trained on its own bucket list
 
@@ -44,7 +45,7 @@ def _split_items(folder: Path, split: str) -> Iterator[RawItem]:
         if not labels:
             yield RawItem(stem, split, image, origin=origin)
             continue
-        text, error = read_label(labels.get(stem, folder / f"{stem}.txt"))
+        text, error = _read_label(labels.get(stem, folder / f"{stem}.txt"))
         yield RawItem(stem, split, image, text, label_error=error, origin=origin)
     for stem, paths in shared.items():
         yield RawItem(
@@ -54,3 +55,17 @@ def _split_items(folder: Path, split: str) -> Iterator[RawItem]:
         if stem not in images and stem not in shared:
             yield RawItem(stem, split, None, label_error=f"no image for label {label.name}",
                           origin=f"{folder.name}/{label.name}")  # fmt: skip
+
+
+def _read_label(path: Path) -> tuple[str | None, str | None]:
+    """(text, None) or (None, reason): UTF-8 with or without a BOM, or UTF-16 (Windows Notepad's
+    "Unicode"). One unreadable label costs its own item only."""
+    if not path.is_file():
+        return None, f"missing label file {path.name}"
+    try:
+        text, encoding = read_text(path)
+    except OSError as e:
+        return None, f"unreadable label file {path.name}: {e}"
+    if not is_text(text):
+        return None, f"label {path.name} is not {encoding} text"
+    return text, None

@@ -6,7 +6,7 @@
 Spreadsheets, pandas, Notepad and old Mac editors write the same table differently. Read alike: UTF-8
 with or without a BOM; UTF-16 with a BOM (or without one, told by its NUL bytes); LF, CRLF and CR-only
 line ends; csv quoting with a tab delimiter (a quoted field holds tabs, doubled quotes and line breaks);
-fields of any length. A lone CR inside a file of LF lines is not a line end: it reads as a space.
+fields of any length. A lone CR in an unquoted field of a file of LF lines is not a line end but a space.
 A row that cannot be read (too few or too many fields, bytes that are not text, a quote never closed)
 comes back with the line it starts on and the reason, and reading goes on at the next line.
 """
@@ -28,6 +28,7 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
+_STRAY_CR = re.compile(r"\r(?!\n)")
 _NOT_TEXT = re.compile("[\ud800-\udfff]")  # bytes the decoder could not read, escaped as surrogates
 _CSV_ERRORS = {
     "unexpected end of data": "a quote opened here is never closed (double a quote inside a quoted field)",
@@ -85,8 +86,10 @@ def _utf16_without_bom(data: bytes) -> str | None:
 
 def split_lines(text: str) -> list[str]:
     """Lines with their ends kept, split on LF only (im2latex formulas hold \\x0c and friends that
-    str.splitlines would split on). A file without LF is an old Mac one: CR ends its lines."""
-    text = text.replace("\r", "\n") if "\n" not in text else re.sub(r"\r(?!\n)", " ", text)
+    str.splitlines would split on). In a file whose lines end in a lone CR (old Mac tools, which may
+    still write LF inside a cell) every lone CR is a line end."""
+    if text.count("\r") - text.count("\r\n") > text.count("\n"):
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     parts = text.split("\n")
     last = parts.pop()
     return [part + "\n" for part in parts] + ([last] if last else [])
@@ -106,13 +109,13 @@ def read_rows(path: Path, min_fields: int, max_fields: int, columns: str) -> Ite
 def parse_rows(
     text: str, min_fields: int, max_fields: int, columns: str, *, name: str = "the file", encoding="UTF-8"
 ) -> Iterator[LabelRow]:
-    where = f"{name} ({encoding})"
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
+    where = f"{name} ({encoding})"
     lines = split_lines(text)
     start = 0  # index of the first line the current reader reads
     while start < len(lines):
         reader = csv.reader(iter(lines[start:]), delimiter="\t", quotechar='"', strict=True)
-        done = 0  # lines this reader has consumed before the row it is reading
+        done = 0  # lines this reader consumed before the row it is reading
         try:
             for fields in reader:
                 line, done = start + done + 1, reader.line_num
@@ -121,9 +124,24 @@ def parse_rows(
             return
         except csv.Error as e:
             line = start + done + 1
+            if _drop_stray_cr(lines, start + reader.line_num - 1, e):
+                start = line - 1  # read the row again without it
+                continue
             why = next((v for k, v in _CSV_ERRORS.items() if k in str(e)), f"unreadable row ({e})")
             yield LabelRow(line, lines[line - 1].rstrip("\r\n").split("\t"), f"line {line} of {where}: {why}")
             start = line  # a broken row costs its first line only: the next line starts afresh
+
+
+def _drop_stray_cr(lines: list[str], index: int, error: csv.Error) -> bool:
+    """A lone CR in a file of LF lines is no line end (csv refuses it in an unquoted field): a space, as
+    the editor that pasted it would show it. Inside quotes csv keeps it, so the label stays intact."""
+    if "new-line character" not in str(error) or not 0 <= index < len(lines):
+        return False
+    fixed = _STRAY_CR.sub(" ", lines[index])
+    if fixed == lines[index]:
+        return False
+    lines[index] = fixed
+    return True
 
 
 def _checked(line: int, fields: list[str], limits: tuple[int, int], columns: str, where: str, encoding: str):
