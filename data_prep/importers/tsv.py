@@ -81,7 +81,7 @@ class _ImageTree:
         self.paths = _walk_images(root)
         # roots a row's absolute path may start with; bases a relative one may be relative to
         self.roots = {_nfc(os.path.abspath(root)), _nfc(os.path.realpath(root))}
-        self.bases = [_nfc(os.path.abspath(b)) for b in bases]
+        self.bases = [_nfc(os.path.abspath(b)) for b in (root, *bases)]
         self.by_rel: dict[str, list[Path]] = {}
         self.by_rel_stem: dict[str, list[Path]] = {}
         self.by_stem: dict[str, list[Path]] = {}
@@ -96,27 +96,23 @@ class _ImageTree:
         text = _nfc(name.replace("\\", "/").strip())
         if not text:
             return None, "empty filename"
-        rels = self._relative(text)
-        for rel in rels:
+        inside = False
+        for rel in self._relative(text):
+            inside = True
             image, problem = self._lookup(rel)
             if image is not None or problem is not None:
                 return image, problem
-        if not rels:
+        if not inside:
             return None, f"image path {name} lies outside --src {self.root}: images are read from --src only"
         return None, f"missing image file {name} (looked for it under {self.root}, with any image extension)"
 
-    def _relative(self, text: str) -> list[str]:
-        """The paths below the root that a row's name may mean, most likely first."""
-        if not text.startswith("/") and ".." not in text.split("/"):
-            inside = [posixpath.normpath(text)]
-            fulls = [posixpath.normpath(posixpath.join(base, text)) for base in self.bases]
-        else:
-            inside = []
-            bases = [""] if text.startswith("/") else [*self.roots, *self.bases]
-            fulls = [posixpath.normpath(posixpath.join(base, text)) for base in bases]
-        for full in fulls:
-            inside += [full[len(root) + 1 :] for root in self.roots if full.startswith(root + "/")]
-        return list(dict.fromkeys(inside))
+    def _relative(self, text: str) -> Iterator[str]:
+        """The paths below the root that a row's name may mean, most likely first: relative to the root,
+        to the labels file's folder or the working folder, or absolute; as written, then through links."""
+        fulls = [text] if text.startswith("/") else [posixpath.join(base, text) for base in self.bases]
+        for resolve in (posixpath.normpath, lambda full: _nfc(os.path.realpath(full))):
+            for full in map(resolve, fulls):
+                yield from (full[len(root) + 1 :] for root in self.roots if full.startswith(root + "/"))
 
     def _lookup(self, rel: str) -> tuple[Path | None, str | None]:
         suffix = posixpath.splitext(rel)[1]
@@ -140,20 +136,27 @@ class _ImageTree:
 
 
 def _walk_images(root: Path) -> list[Path]:
-    """Image files below root, through symlinked folders too (each real folder once: a link loop ends)."""
+    """Image files below root, through symlinked folders too. A link to a folder that is in the tree
+    anyway is not followed (its images keep their own path; `find` resolves a row's links), and a link
+    loop ends."""
+    in_tree = {os.path.realpath(folder) for folder, _, _ in os.walk(root)}
     paths, seen = [], set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
-        if real in seen:
+        if real in seen:  # two links to one outside folder
             subfolders[:] = []
             continue
         seen.add(real)
-        subfolders.sort()
+        subfolders[:] = sorted(s for s in subfolders if not _links_into(os.path.join(folder, s), in_tree))
         for name in files:
             path = Path(folder, name)
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
                 paths.append(path)
     return sorted(paths)
+
+
+def _links_into(path: str, folders: set[str]) -> bool:
+    return os.path.islink(path) and os.path.realpath(path) in folders
 
 
 def _nfc(text: str) -> str:

@@ -248,6 +248,19 @@ def test_absolute_relative_and_symlinked_paths_inside_src_find_their_image(tmp_p
     assert tree_snapshot(tmp_path / "elsewhere") == before
 
 
+def test_a_link_to_a_folder_inside_src_and_a_link_loop_find_one_image_once(tmp_path, capsys):
+    src = tmp_path / "src"
+    save(picture(), src / "real" / "r.png")
+    (src / "a_alias").symlink_to(src / "real", target_is_directory=True)  # walked before real/
+    (src / "real" / "loop").symlink_to(src, target_is_directory=True)
+    (tmp_path / "labels.tsv").write_text("real/r.png\tx\na_alias/r\tx\n")
+    assert tsv_import(capsys, src, tmp_path / "labels.tsv", tmp_path / "o")[0] == 0
+    assert formulas_by_image(tmp_path / "o") == {"real__r.png": "x"}
+    assert reasons_by_origin(tmp_path / "o") == {
+        "labels.tsv:2": "repeats labels.tsv:1 (the same image and label; that row is kept)"
+    }
+
+
 def test_a_path_outside_src_is_named_as_such(tmp_path, capsys):
     src, labels = tsv_source(tmp_path, ["img0.png\tx"], 1)
     save(picture(), tmp_path / "other" / "z.png")
