@@ -56,11 +56,16 @@ def read_text(path: Path) -> tuple[str, str]:
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    for bom, encoding in _BOMS:
+    """(text, "UTF-8" or "UTF-16"): the name goes into the message about a row that is not text."""
+    for bom, codec in _BOMS:
         if data.startswith(bom):
-            return _decode(data[len(bom) :], encoding), encoding.upper()[:6]
-    encoding = _utf16_without_bom(data) or "utf-8"
-    return _decode(data, encoding), encoding.upper()[:6]
+            return _decode(data[len(bom) :], codec), _name(codec)
+    codec = _utf16_without_bom(data) or "utf-8"
+    return _decode(data, codec), _name(codec)
+
+
+def _name(codec: str) -> str:
+    return "UTF-8" if codec == "utf-8" else "UTF-16"
 
 
 def _decode(data: bytes, encoding: str) -> str:
