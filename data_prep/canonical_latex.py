@@ -43,9 +43,10 @@ DROPPED = frozenset({
 })  # fmt: skip
 DROPPED_WITH_ARGUMENT = frozenset({r"\hspace", r"\vspace", r"\hspace*", r"\phantom"})
 TEXT_WRAPPERS = frozenset({
-    r"\mbox", r"\hbox", r"\vtop", r"\text", r"\textrm", r"\mathrm", r"\rm", r"\operatorname", r"\textit",
+    r"\mbox", r"\hbox", r"\vtop", r"\text", r"\textrm", r"\mathrm", r"\operatorname", r"\textit",
     r"\mathit", r"\textnormal",
 })  # fmt: skip
+OLD_SWITCHES = frozenset({r"\rm", r"\it"})
 FUNCTION_NAMES = frozenset({
     "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "lim", "exp", "max", "min", "sup", "inf",
     "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan", "det", "gcd", "lg",
@@ -59,6 +60,7 @@ TWO_ARGUMENTS = frozenset({r"\frac", r"\binom", r"\overset", r"\underset", r"\st
 # `\ltN` (CROHME writes `M\ltN`): a comparison glued to a variable. Real commands that start so stay.
 _GLUED = re.compile(r"\\(lt|gt)([A-Za-z]+)")
 _GLUED_KEEP = frozenset({r"\ltimes", r"\gtrsim", r"\gtrless", r"\gtrdot", r"\gtreqless", r"\gtrapprox"})
+_TABLE = re.compile(r"\\begin\{(?:array|subarray|tabular)\*?\}")
 _SIZED = re.compile(r"\\(?:left|right)(?![a-zA-Z])(.*)", re.DOTALL)
 
 
@@ -134,8 +136,9 @@ def _take_atom(nodes: list, i: int) -> tuple[list[str], int]:
     if isinstance(node, _Group):
         inner = _emit_sequence(node.children)
         scripted = i + 1 < len(nodes) and nodes[i + 1] in ("^", "_", "'")
-        # a braced base keeps its braces only when they hold more than one atom: {a+b}^2 vs {x}^2
-        if scripted and not _is_single_atom(node.children):
+        # a braced base keeps its braces only when they hold more than one atom: {a+b}^2 vs {x}^2; judged
+        # on the canonical inside, so a second pass decides the same (`{\hspace{1cm} x}^2`)
+        if scripted and not _is_single_atom(_parse(inner)):
             return ["{", *inner, "}"], i + 1
         if scripted and not inner:
             return ["{", "}"], i + 1  # `{}^{14}C`: an empty base for a prescript
@@ -144,6 +147,12 @@ def _take_atom(nodes: list, i: int) -> tuple[list[str], int]:
         return [r"\prime"], i + 1  # `f^{'}`: a prime with no base is the prime symbol itself
     if node in ("^", "_"):
         return [], i  # a script with no base (`^ { 2 }` opening a formula) attaches to nothing
+    if node in OLD_SWITCHES:  # `{\rm sin}`: a switch applies to the rest of its group
+        word = _emit_sequence(nodes[i + 1 :])
+        return ([f"\\{''.join(word)}"] if "".join(word) in FUNCTION_NAMES else word), len(nodes)
+    if isinstance(node, str) and _TABLE.fullmatch(node):  # the column spec is an argument, not a group
+        spec, j = _take_argument(nodes, i + 1, node)
+        return [node, "{", *spec, "}"], j
     if node in TEXT_WRAPPERS:
         arg, j = _take_argument(nodes, i + 1, node)
         word = "".join(arg)

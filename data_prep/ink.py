@@ -82,6 +82,8 @@ def read_inkml(path: Path) -> InkDocument:
     """Traces and annotations of one InkML file; raises InkRejected saying why it cannot be used."""
     path = Path(path)
     try:
+        if path.stat().st_size == 0:
+            raise InkRejected(f"empty file {path.name}")
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
         raise InkRejected(f"malformed InkML {path.name}: {e}") from None

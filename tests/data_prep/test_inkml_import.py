@@ -168,7 +168,7 @@ def test_reimport_gives_the_same_bytes_serial_or_pooled(mathwriting_excerpt, tmp
 
 BAD_FILES = {  # stem -> (file text, what the manifest reason must say)
     "malformed": (_inkml(GOOD_TRACES)[:-20], "malformed InkML malformed.inkml"),
-    "empty": ("", "malformed InkML empty.inkml"),
+    "empty": ("", "empty file empty.inkml"),
     "notruth": (_inkml(GOOD_TRACES, truth=None), "no LaTeX annotation"),
     "notraces": (_inkml([]), "no traces in notraces.inkml"),
     "emptytraces": (_inkml(["", " "]), "no traces in emptytraces.inkml"),
