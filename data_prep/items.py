@@ -26,13 +26,3 @@ class RawItem:
     label_error: str | None = None  # why the label could not be read (missing, not UTF-8, ...)
     pretokenized: bool = False  # the formula is already space-tokenised (formulas.norm.lst)
     origin: str = ""  # where it came from, for the manifest (a relative path or "line 12")
-
-
-def read_label(path: Path) -> tuple[str | None, str | None]:
-    """(text, None) or (None, reason) for a label file."""
-    if not path.is_file():
-        return None, f"missing label file {path.name}"
-    try:
-        return path.read_bytes().decode("utf-8-sig"), None
-    except UnicodeDecodeError as e:
-        return None, f"label {path.name} is not UTF-8 ({e.reason} at byte {e.start})"

@@ -14,7 +14,7 @@ from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
 from search.studies import create_sampler
 from training.config import load_train_config
 
-SHIPPED = ["smoke", "transformer", "transformer-cpu", "transformer-cpu-speed", "rnn"]
+SHIPPED = ["smoke", "transformer", "transformer-cpu", "transformer-cpu-speed", "rnn", "crohme-cpu"]
 MINIMAL = {"space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
 
 
