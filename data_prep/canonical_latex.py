@@ -44,7 +44,7 @@ DROPPED = frozenset({
 DROPPED_WITH_ARGUMENT = frozenset({r"\hspace", r"\vspace", r"\hspace*", r"\phantom"})
 TEXT_WRAPPERS = frozenset({
     r"\mbox", r"\hbox", r"\vtop", r"\text", r"\textrm", r"\mathrm", r"\operatorname", r"\textit",
-    r"\mathit", r"\textnormal",
+    r"\mathit", r"\textnormal", r"\operatorname*",
 })  # fmt: skip
 OLD_SWITCHES = frozenset({r"\rm", r"\it"})
 FUNCTION_NAMES = frozenset({
@@ -158,6 +158,9 @@ def _take_atom(nodes: list, i: int) -> tuple[list[str], int]:
         word = "".join(arg)
         if word in FUNCTION_NAMES:
             return ["\\" + word], j
+        scripted = j < len(nodes) and nodes[j] in ("^", "_", "'")
+        if scripted and not _is_single_atom(_parse(arg)):  # `\mathrm{a+b}^2` is `{a+b}^2`
+            return ["{", *arg, "}"], j
         return arg, j
     if node in TWO_ARGUMENTS:
         first, j = _take_argument(nodes, i + 1, node)

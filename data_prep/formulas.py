@@ -85,6 +85,8 @@ def clean_formula(text: str, options: FormulaOptions, *, pretokenized: bool = Fa
             tokens = canonical_tokens(tokens)
         except CanonicalError as e:
             raise FormulaRejected(f"unreadable formula structure: {e}") from None
+        except RecursionError:
+            raise FormulaRejected("formula nested too deeply to read") from None
     if not tokens:
         raise FormulaRejected("empty formula")
     if options.max_tokens is not None and len(tokens) > options.max_tokens:

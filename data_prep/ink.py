@@ -85,18 +85,19 @@ def read_inkml(path: Path) -> InkDocument:
         if path.stat().st_size == 0:
             raise InkRejected(f"empty file {path.name}")
         root = ET.parse(path).getroot()
-    except ET.ParseError as e:
+    except (ET.ParseError, LookupError, ValueError) as e:  # LookupError: an unknown declared encoding
         raise InkRejected(f"malformed InkML {path.name}: {e}") from None
     except OSError as e:
         raise InkRejected(f"unreadable InkML {path.name}: {e.strerror or e}") from None
     annotations: dict[str, str] = {}
     channels: list[str] = []
     raw_traces: list[str] = []
+    for el in root:  # the expression's own annotations: a traceGroup's truth is one symbol's
+        if isinstance(el.tag, str) and _local(el.tag) == "annotation" and el.get("type"):
+            annotations.setdefault(el.get("type"), el.text or "")
     for el in root.iter():
         tag = _local(el.tag) if isinstance(el.tag, str) else ""
-        if tag == "annotation" and el.get("type"):
-            annotations.setdefault(el.get("type"), el.text or "")
-        elif tag == "channel" and not raw_traces:
+        if tag == "channel" and not raw_traces:
             channels.append((el.get("name") or "").upper())
         elif tag == "trace":
             raw_traces.append(el.text or "")

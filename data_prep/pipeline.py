@@ -238,16 +238,28 @@ def _assign_splits(entries: list[_Entry], ratio: tuple[float, ...], seed: int, g
         groups.setdefault(key, []).append(e)
     order = list(groups.values())
     random.Random(seed).shuffle(order)
-    total = sum(ratio)
-    n_train = round(len(unsplit) * ratio[0] / total)
-    n_val = round(len(unsplit) * ratio[1] / total)
-    placed = 0
+    targets = _split_targets(len(unsplit), ratio)
+    placed = dict.fromkeys(SPLITS, 0)
     for group in order:
-        # a group lands where the running count stands when it starts: sizes stay within one group's rows
-        split = "train" if placed < n_train else "validate" if placed < n_train + n_val else "test"
+        # the split furthest below its share takes the group: a split with no share never gets one, and
+        # sizes stay within one group of the ratio whatever the group sizes
+        split = max((s for s in SPLITS if targets[s] > 0), key=lambda s: targets[s] - placed[s])
         for e in group:
             e.item.split = split
-        placed += len(group)
+        placed[split] += len(group)
+    empty = [s for s in SPLITS if targets[s] > 0 and placed[s] == 0]
+    if empty:
+        log.warning("split %s got no rows: %d formula groups were too few for the ratio %s",
+                    "/".join(empty), len(order), ratio)  # fmt: skip
+
+
+def _split_targets(n: int, ratio: tuple[float, ...]) -> dict[str, int]:
+    """Rows per split, summing to n (largest remainders take the rounding)."""
+    exact = [n * r / sum(ratio) for r in ratio]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(3), key=lambda i: exact[i] - counts[i], reverse=True)[: n - sum(counts)]:
+        counts[i] += 1
+    return dict(zip(SPLITS, counts, strict=True))
 
 
 def split_overlap(entries: list[_Entry]) -> dict:

@@ -42,6 +42,10 @@ def iter_items(src: Path, split_dirs: str | None = None, **ink) -> Iterator[RawI
         except InkRejected as e:
             yield RawItem(item_id, split, None, label_error=str(e), origin=rel)
             continue
+        except Exception as e:  # one file the reader did not foresee never ends the import
+            yield RawItem(item_id, split, None, label_error=f"unreadable InkML: {type(e).__name__}: {e}",
+                          origin=rel)  # fmt: skip
+            continue
         if formula is None:
             auto = options.label_field == "auto"
             wanted = "truth, normalizedLabel or label" if auto else options.label_field
@@ -70,10 +74,13 @@ def _split_folders(src: Path, split_dirs: str | None) -> list[tuple[str, str]]:
                 f"--split-dirs entry {part!r}: write SPLIT=FOLDER with SPLIT one of train, validate, test "
                 "(e.g. --split-dirs train=TrainINKML,test=TestINKMLGT)"
             )
-        folder = folder.strip().strip("/")
-        if not (src / folder).is_dir():
-            raise FileNotFoundError(f"--split-dirs folder {folder!r} is not a folder inside {src}")
-        pairs.append((folder, split_name))
+        path = src / folder.strip()
+        if not path.is_dir() or not path.resolve().is_relative_to(src.resolve()):
+            raise FileNotFoundError(f"--split-dirs folder {folder.strip()!r} is not a folder inside {src}")
+        rel = path.resolve().relative_to(src.resolve()).as_posix()  # `./Test/`, `Test/.` name one folder
+        if rel == "." or not any(p.suffix.lower() == ".inkml" for p in path.rglob("*")):
+            raise ValueError(f"--split-dirs folder {folder.strip()!r} holds no .inkml file below {src}")
+        pairs.append((rel, split_name))
     return sorted(pairs, key=lambda p: -len(p[0]))
 
 

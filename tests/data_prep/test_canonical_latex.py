@@ -128,6 +128,8 @@ def test_different_formulas_stay_different(a, b):
         (r"{\rm sin} x", r"\sin x"),  # an old-style switch wraps the rest of its group
         (r"{\rm ab}^2", "{ a b } ^ { 2 }"),  # the same form as {ab}^2
         (r"{\hspace{1cm} x}^2", "x ^ { 2 }"),  # judged on what is left once spacing is gone
+        (r"\mathrm{a+b}^2", "{ a + b } ^ { 2 }"),  # a wrapped group scripted is a braced group scripted
+        (r"\operatorname*{max}_x", r"\max _ { x }"),
     ],
 )
 def test_latex_beyond_crohme_keeps_its_structure(text, expected):
@@ -202,3 +204,8 @@ def test_every_crohme_truth_is_canonical_and_idempotent(crohme_truths):
         assert all(i + 1 < len(tokens) and tokens[i + 1] == "{" for i in scripts), truth
     assert not broken, broken[:5]
     assert not not_idempotent, not_idempotent[:5]
+
+
+def test_a_formula_nested_beyond_reading_is_rejected_not_a_crash():
+    with pytest.raises(FormulaRejected, match="nested too deeply"):
+        clean_formula("{" * 3000 + "x" + "}" * 3000, INK)

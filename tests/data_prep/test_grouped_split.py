@@ -47,7 +47,8 @@ def _splits(out: Path) -> dict[str, list[str]]:
 
 def _import(source, out: Path, **options) -> Path:
     src, labels = source
-    return import_dataset("tsv", src, out, labels=labels, split_ratio=RATIO, workers=0, **options)
+    options = {"split_ratio": RATIO, **options}
+    return import_dataset("tsv", src, out, labels=labels, workers=0, **options)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -103,3 +104,15 @@ def test_grouping_sees_the_canonical_formula_not_its_spelling(tmp_path):
         rows = _splits(out)
         where = Counter(s for s in SPLITS for f in rows[s] if f == "x ^ { 2 }")
         assert len(where) == 1 and sum(where.values()) == len(spellings), where
+
+
+def test_a_split_without_a_share_gets_no_row_and_shares_sum_to_the_rows(source, tmp_path):
+    # 31 rows at 25:37:0 are 12.5 and 18.5 rows: rounding each share alone (to even) gave 12 + 18 and sent
+    # the leftover row to test, which would put a training-year formula into a held-out test year
+    out = _import(source, tmp_path / "out", group_splits=False, split_ratio=(25, 37, 0))
+    assert {s: len(r) for s, r in _splits(out).items()} == {"train": 13, "validate": 18, "test": 0}
+
+
+def test_few_large_groups_still_fill_every_split_with_a_share(source, tmp_path):
+    out = _import(source, tmp_path / "out", split_ratio=(0.4, 0.3, 0.3))
+    assert all(_splits(out)[s] for s in SPLITS)

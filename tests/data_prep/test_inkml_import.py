@@ -179,6 +179,12 @@ BAD_FILES = {  # stem -> (file text, what the manifest reason must say)
     "inf": (_inkml([*GOOD_TRACES[:4], "30 0, 30 -inf"]), "non-finite value"),
     "absurd": (_inkml([*GOOD_TRACES[:4], "30 0, 30 10, 10000000 10"]), "absurd coordinate range"),
     "badtruth": (_inkml(GOOD_TRACES, truth="x^"), "unreadable formula structure"),
+    # an unknown declared encoding raises LookupError inside the XML parser, not a ParseError
+    "badencoding": ('<?xml version="1.0" encoding="bogus"?>' + _inkml(GOOD_TRACES), "malformed InkML"),
+    # a traceGroup's truth names one symbol (or "Segmentation"): never the expression's formula
+    "symboltruth": (_inkml(GOOD_TRACES, truth=None).replace(
+        "</ink>", '<traceGroup><annotation type="truth">Segmentation</annotation></traceGroup></ink>'),
+        "no LaTeX annotation"),
 }
 
 
@@ -231,8 +237,18 @@ def test_render_refuses_what_it_cannot_draw():
 def ink_src(tmp_path) -> Path:
     src = tmp_path / "src"
     (src / "TrainINKML").mkdir(parents=True)
+    (src / "empty").mkdir()
     (src / "TrainINKML" / "a.inkml").write_text(_inkml(GOOD_TRACES), encoding="utf-8")
     return src
+
+
+def test_a_split_folder_may_be_spelled_with_dots_and_slashes(ink_src, tmp_path):
+    (ink_src / "TestINKMLGT").mkdir()
+    (ink_src / "TestINKMLGT" / "t.inkml").write_text(_inkml(GOOD_TRACES, "y-2"), encoding="utf-8")
+    for k, spelling in enumerate(("./TestINKMLGT/", "TestINKMLGT/.")):
+        out = import_dataset("inkml", ink_src, tmp_path / f"out{k}", split_dirs=f"test={spelling}",
+                             split_ratio=(1, 0, 0), workers=0)  # fmt: skip
+        assert [name for name, _ in _lst(out, "test")] == ["TestINKMLGT__t.png"], spelling
 
 
 @pytest.mark.parametrize(
@@ -242,6 +258,8 @@ def ink_src(tmp_path) -> Path:
         ("holdout=TrainINKML", "write SPLIT=FOLDER"),
         ("test=", "write SPLIT=FOLDER"),
         ("test=TestINKMLGT", "'TestINKMLGT' is not a folder inside"),
+        ("test=.", "holds no .inkml file"),
+        ("test=empty", "holds no .inkml file"),
     ],
 )
 def test_split_dirs_errors_are_clear_through_the_cli(ink_src, tmp_path, capsys, split_dirs, message):
