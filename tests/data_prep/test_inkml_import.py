@@ -101,7 +101,8 @@ def test_crohme_import_keeps_nearly_every_file_and_names_the_malformed_ones(croh
     )
     malformed = {d["id"].rsplit("__", 1)[-1]: d["reason"] for d in manifest["dropped"]}
     for name in MALFORMED:
-        assert "malformed InkML" in malformed[name] and f"{name}.inkml" in malformed[name]
+        assert malformed[name].startswith(("malformed InkML", "empty file")), malformed[name]
+        assert f"{name}.inkml" in malformed[name]
     assert manifest["options"]["ink"] == asdict(InkOptions())  # predict renders pen input from this
     assert manifest["options"]["split_dirs"] == "test=TestINKMLGT"
 
