@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     _processing_args(synth)
     imp = sub.add_parser("import", help="import a dataset from one of the supported layouts")
     imp.add_argument("--format", required=True, choices=sorted(IMPORTERS))
-    imp.add_argument("--src", type=Path, required=True, help="the source folder (never written to)")
+    imp.add_argument("--src", type=Path, required=True,
+                     help="the source folder, or an archive of it (.tar.xz, .tgz, .zip: unpacked beside "
+                     "--out, removed afterwards); never written to")
     imp.add_argument("--out", type=Path, required=True)
     imp.add_argument("--labels", help="tsv: FILE.tsv (filename<TAB>latex[<TAB>split])")
     ink = imp.add_argument_group("inkml (pen traces: CROHME, MathWriting)")

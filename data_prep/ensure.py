@@ -85,7 +85,6 @@ def import_hint(name: str, root: Path) -> str:
     spec = IMPORTED_DATASETS[name]
     archive = shared_data_dir() / spec["archive"]
     make = f'make data ARGS="import --format {spec["format"]} --src {{src}} --out {root} {spec["flags"]}"'
-    if archive.is_file():
-        unpacked = f"/tmp/{name}-inkml"
-        return f"mkdir -p {unpacked} && tar xJf {archive} -C {unpacked} && " + make.format(src=unpacked)
-    return make.format(src="DIR") + f", with DIR holding {spec['what']}"
+    if archive.is_file():  # --src takes the archive itself: unpacked beside --out, removed afterwards
+        return make.format(src=archive)
+    return make.format(src="DIR") + f", with DIR (or its .tar.xz / .zip) holding {spec['what']}"

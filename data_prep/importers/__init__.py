@@ -12,6 +12,7 @@ from data_prep.formulas import FormulaOptions
 from data_prep.images import ImageOptions
 from data_prep.importers import course, im2latex, im2latex_raw, inkml, tsv
 from data_prep.importers._common import check_inputs, drop_repeated_images
+from data_prep.importers.archive import is_archive, unpacked
 from data_prep.pipeline import PrepareOptions, check_out, prepare_dataset
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,13 @@ def import_dataset(fmt: str, src: Path | str, out: Path | str, **options) -> Pat
     if fmt not in IMPORTERS:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(IMPORTERS)}")
     src, out = Path(src), Path(out)
+    if is_archive(src):
+        with unpacked(src, out.resolve().parent) as folder:
+            return _import(fmt, folder, out, options, source=src)
+    return _import(fmt, src, out, options, source=src)
+
+
+def _import(fmt: str, src: Path, out: Path, options: dict, *, source: Path) -> Path:
     module = IMPORTERS[fmt]
     importer_args = {k: options.pop(k) for k in _IMPORTER_ARGS.get(fmt, set()) if k in options}
     # every input, not only --src: replacing --out (--force) must never delete one
@@ -68,7 +76,7 @@ def import_dataset(fmt: str, src: Path | str, out: Path | str, **options) -> Pat
     return prepare_dataset(
         drop_repeated_images(module.iter_items(src, **importer_args)),
         out,
-        source=str(src),
+        source=str(source),
         fmt=fmt,
         options=prepare_options,
         source_options=_source_options(module, importer_args),

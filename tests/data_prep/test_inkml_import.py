@@ -280,3 +280,27 @@ def test_ink_flags_with_another_format_are_refused(ink_src, tmp_path, capsys, fl
     argv = ["import", "--format", "tsv", "--src", str(ink_src), "--out", str(tmp_path / "out"), *flag]
     assert main(argv) == 2
     assert f"{flag[0]} is for --format inkml only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["tar.xz", "zip"])
+def test_src_may_be_an_archive_which_is_read_like_its_folder(ink_src, tmp_path, kind):
+    import shutil
+
+    base = tmp_path / "packed"
+    archive = Path(shutil.make_archive(str(base), "xztar" if kind == "tar.xz" else "zip", ink_src))
+    before = archive.read_bytes()
+    from_folder = import_dataset("inkml", ink_src, tmp_path / "a", workers=0)
+    from_archive = import_dataset("inkml", archive, tmp_path / "b", workers=0)
+    assert load_manifest(from_archive)["content_hash"] == load_manifest(from_folder)["content_hash"]
+    assert load_manifest(from_archive)["source"] == str(archive)
+    assert archive.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["src", "packed." + kind, "a", "b"])
+
+
+def test_a_broken_archive_is_one_clear_error(tmp_path, capsys):
+    archive = tmp_path / "crohme.tar.xz"
+    archive.write_bytes(b"\xfd7zXZ\x00 truncated")
+    argv = ["import", "--format", "inkml", "--src", str(archive), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "is not a readable archive" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crohme.tar.xz"]  # no unpacked folder left

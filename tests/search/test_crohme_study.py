@@ -14,5 +14,5 @@ def test_a_missing_crohme_says_how_to_import_it_and_leaves_no_study(isolated_hom
     error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(error) == 1, error
     assert "--format inkml" in error[0] and "--split-dirs test=TestINKMLGT" in error[0]
-    assert f"tar xJf {archive_home / 'crohme-inkml.tar.xz'}" in error[0]
+    assert f"--src {archive_home / 'crohme-inkml.tar.xz'}" in error[0]
     assert not list((isolated_home / "studies").glob("crohme-cpu.journal*"))  # nothing half-made
