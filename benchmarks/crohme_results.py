@@ -30,6 +30,7 @@ from typing import Any
 
 import optuna
 
+from benchmarks.search_arms import split_metrics
 from core.paths import runs_dir
 from search.export import top_trials
 from search.spec import load_spec
@@ -104,20 +105,8 @@ def study_run(study_name: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any
 
 
 def score_test(checkpoint: Path) -> dict[str, float]:
-    """The test split's scores with greedy decoding, as validation decodes."""
-    from data_prep.dataset import build_loader
-    from training.checkpoint import load_model
-    from training.evaluate import evaluate
-    from training.loop import resolve_dataset
-    from training.runtime import resolve_device
-
-    device = resolve_device("auto")
-    model, vocab, config = load_model(checkpoint, device)
-    loader = build_loader(resolve_dataset(config.data.dataset), "test", vocab, 64, shuffle=False)
-    result = evaluate(
-        model, loader, vocab, device=device, amp=config.trainer.amp, max_len=config.trainer.val_max_len
-    )
-    return {name: float(result.metrics[key]) for name, key in TEST_FIGURES.items()}
+    metrics = split_metrics(checkpoint, "test")
+    return {name: metrics[key] for name, key in TEST_FIGURES.items()}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

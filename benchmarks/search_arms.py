@@ -302,6 +302,11 @@ def train_once(plan: Plan, arm: str, tag: str, config: dict[str, Any], *, seed: 
 
 def score_test(plan: Plan, checkpoint: Path) -> float:
     """val/avg_score's definition on the held-out test split, greedy decoding as in validation."""
+    return split_metrics(checkpoint, "test", plan.test_limit)["avg_score"]
+
+
+def split_metrics(checkpoint: Path, split: str, limit: int | None = None) -> dict[str, float]:
+    """Every score of `checkpoint` on a split of its own dataset, greedy decoding as in validation."""
     from data_prep.dataset import build_loader
     from training.checkpoint import load_model
     from training.evaluate import evaluate
@@ -311,11 +316,11 @@ def score_test(plan: Plan, checkpoint: Path) -> float:
     device = resolve_device("auto")
     model, vocab, config = load_model(checkpoint, device)
     root = resolve_dataset(config.data.dataset)
-    loader = build_loader(root, "test", vocab, 64, shuffle=False, limit=plan.test_limit)
+    loader = build_loader(root, split, vocab, 64, shuffle=False, limit=limit)
     result = evaluate(
         model, loader, vocab, device=device, amp=config.trainer.amp, max_len=config.trainer.val_max_len
     )
-    return float(result.metrics["avg_score"])
+    return {key: float(value) for key, value in result.metrics.items()}
 
 
 def retrain_and_test(plan: Plan, arm: str, summary: dict[str, Any]) -> dict[str, Any]:
