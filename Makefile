@@ -13,8 +13,9 @@ CONFIG ?=
 EPOCHS ?=
 ARGS ?= synth
 PORT ?= 5000
+DEVICE ?=
 
-.PHONY: help venv test test-fast lint bench bench-search bench-crohme data study worker ui export report replay train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search bench-crohme gpu-check data study worker ui export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,11 +48,14 @@ bench-search: .venv/.stamp ## search strategies vs hand tuning on the CPU profil
 bench-crohme: .venv/.stamp ## crohme-cpu's best vs hand tuning on CROHME 2013, two seeds (after make study NAME=crohme-cpu; resumable)
 	$(PY) -m benchmarks crohme
 
+gpu-check: .venv/.stamp ## on a GPU machine (<= 10 min): CUDA benches, largest model + resume, packed trials -> benchmarks/gpu_check.json
+	$(PY) -m benchmarks.gpu_check $(if $(DRY),--dry-run)
+
 data: .venv/.stamp ## prepare a dataset: make data ARGS="synth --out data/synth --n 2000"
 	$(PY) -m data_prep $(ARGS)
 
-study: .venv/.stamp ## run or resume a study: make study NAME=transformer [TRIALS=n] [WORKERS=k] [STORAGE=url]
-	$(PY) -m search study $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(STORAGE),--storage $(STORAGE))
+study: .venv/.stamp ## run or resume a study: make study NAME=transformer [TRIALS=n] [WORKERS=k] [STORAGE=url] [DEVICE=cpu|cuda]
+	$(PY) -m search study $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(STORAGE),--storage $(STORAGE)) $(if $(DEVICE),--device $(DEVICE))
 
 worker: .venv/.stamp ## join a running study from another machine: make worker NAME=… STORAGE=…
 	$(PY) -m search worker $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE))

@@ -2,8 +2,10 @@
 
 Builds a ~1,100-image prepared folder in a temp dir from ../shared/data/im2latex-sample (grayscale, as the
 importer writes them) or, where that sample is absent, renders one with `data_prep.ensure.synth_dataset`.
-Each figure is the best of a few epochs of `build_loader(..., shuffle=True)` in the main process
-(num_workers=0), so it measures decoding and collation rather than worker start-up.
+Each figure is the best of a few epochs of `build_loader(..., shuffle=True)`. The plain figures run in the
+main process (num_workers=0), so they measure decoding and collation rather than worker start-up; the
+augmented ones apply the default augmentation (noise, blur, aspect scaling, affine: what a training epoch
+pays), in the main process and with two loader workers (a GPU run's default uses its cores less one).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from core.paths import shared_data_dir
+from data_prep.augment import AugmentConfig
 from data_prep.dataset import build_loader
 from data_prep.ensure import synth_dataset
 from data_prep.vocab import Vocab
@@ -38,8 +41,11 @@ def _from_im2latex(sample: Path, root: Path) -> None:
     Vocab.build(formulas[int(ln.split()[1])].split() for ln in lines).save(root / "vocab.json")
 
 
-def _images_per_s(root: Path, vocab: Vocab, use_cache: bool) -> float:
-    loader = build_loader(root, "train", vocab, BATCH_SIZE, shuffle=True, seed=0, use_cache=use_cache)
+def _images_per_s(
+    root: Path, vocab: Vocab, use_cache: bool, augment: bool = False, workers: int = 0
+) -> float:
+    loader = build_loader(root, "train", vocab, BATCH_SIZE, shuffle=True, seed=0, use_cache=use_cache,
+                          augment=AugmentConfig() if augment else None, num_workers=workers)
     best = 0.0
     for epoch in range(EPOCHS):
         loader.batch_sampler.set_epoch(epoch)
@@ -67,6 +73,8 @@ def run() -> dict[str, float]:
             "loader_cached_img_per_s": round(_images_per_s(root, vocab, use_cache=True), 1),
             "loader_png_img_per_s": round(_images_per_s(root, vocab, use_cache=False), 1),
             "loader_cache_build_img_per_s": round(n_images / build_s, 1),
+            "loader_augmented_img_per_s": round(_images_per_s(root, vocab, True, augment=True), 1),
+            "loader_augmented_2workers_img_per_s": round(_images_per_s(root, vocab, True, True, 2), 1),
         }
 
 

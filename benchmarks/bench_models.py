@@ -4,7 +4,8 @@ Reference-sized Transformer (ResNet-18 to stage 3, d_model 128, 4 heads, 3 layer
 CNN+RNN (figures prefixed `rnn_`), batch 16 of 1x64x320 images, a 500-token vocabulary, random weights.
 Decoding is greedy and runs all 150 steps (`stop_at_eos=False`; EOS is also made unlikely so the check
 that KV-cache and full-recompute decoding give identical tokens covers every step). Decoding runs in
-float32 so that check is exact; training steps use bf16 autocast on CUDA, as training does. On CUDA the
+float32 so that check is exact; training steps use the precision training picks (training.precision:
+bf16 or fp16 autocast on CUDA, fp32 on CPU). On CUDA the
 same figures are recorded again with a `cuda_` prefix.
 
 Decode figures are end to end (encoder included, as validation runs it); `decode_kv_speedup_decoder_only`
@@ -31,6 +32,7 @@ from data_prep.vocab import EOS_ID, PAD_ID
 from models import CNNRNNConfig, ResNetTransformerConfig, build_model
 from models.base import ImageToLatexModel
 from models.decoding import greedy_decode
+from training.precision import choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def _train_step_fn(
 
     def step() -> None:
         model.train()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with choose_precision(device, amp=True).autocast(device):  # as training runs
             logits = model(images, targets[:, :-1])  # (B, T-1, V)
             loss = F.cross_entropy(
                 logits.flatten(0, 1).float(), targets[:, 1:].flatten(), ignore_index=PAD_ID

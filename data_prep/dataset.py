@@ -240,5 +240,21 @@ def build_loader(
     sampler = BucketBatchSampler(dataset.sizes, batch_size, shuffle=shuffle, seed=seed,
                                  min_batch=2 if shuffle else 1)  # shuffled = training: no lone images
     generator = torch.Generator().manual_seed(seed)  # reproducible per-worker seeds (augmentation)
+    # Workers are started afresh each epoch rather than kept (persistent_workers): the loop reseeds the
+    # loader's generator per epoch, so each epoch's augmentations are the same whether the run was resumed or
+    # not, and a fork costs milliseconds against an epoch.
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch, num_workers=num_workers,
-                      pin_memory=pin_memory, generator=generator)
+                      pin_memory=pin_memory, generator=generator,
+                      worker_init_fn=single_threaded_worker if num_workers > 0 else None)
+
+
+def single_threaded_worker(worker_id: int) -> None:
+    """Each loader worker does one image at a time on one core: with a thread pool per worker (torch's,
+    OpenCV's), k workers would start k x cores threads and fight the training process for the cores."""
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # albumentations brings OpenCV; without it there is no pool to limit
+        pass

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from core.paths import mlruns_dir
 from search import runner, studies, workers
+from search.devices import DEVICE_CHOICES, require_device
 from search.recovery import PID_ATTR as WORKER_PID
 from search.recovery import WORKER_DIED, recover_stale_trials
 from search.spec import load_spec
@@ -66,6 +67,10 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
 def cmd_study(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     spec = load_spec(args.name)
+    problem = require_device(spec, args.device)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
     study = studies.prepare_study(spec, args.storage)
     parent_run = study.user_attrs.get(PARENT_ATTR)
@@ -96,8 +101,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     status, deaths = "FINISHED", []
     try:
         if len(slots) == 1:
-            if slots[0] is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = slots[0]
+            # one worker in this process: its device is the first visible GPU, slots[0] (setting
+            # CUDA_VISIBLE_DEVICES here would come after visible_gpus() started CUDA, with no effect)
             guard = _budget_guard(args.trials, spec.budget.n_trials)
             trial_status = progress.trial_status
             runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], status=trial_status)
@@ -107,6 +112,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         status = "KILLED"
         print("\ninterrupted: the running trial was ended and its MLflow run closed")
+    except runner.GpuUnusable as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        _finish(study, "FAILED", target)
+        return workers.EXIT_GPU_UNUSABLE
     except (runner.StorageLost, OSError) as exc:
         if isinstance(exc, OSError):  # the parent's own storage write (a worker's death, recovered)
             if runner.storage_write_error(exc) is None:
@@ -190,12 +200,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = studies.spec_from_study(study)
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
     progress = StudyProgress(study, n, enabled=not args.no_progress)
+    workers.limit_gpu_memory()
     try:
         guard = _budget_guard(args.trials, spec.budget.n_trials)
         callbacks, status = [progress, *guard], progress.trial_status
         runner.run_worker(spec, n, args.storage, callbacks=callbacks, worker_salt=salt, status=status)
     except KeyboardInterrupt:
         return 130
+    except runner.GpuUnusable as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return workers.EXIT_GPU_UNUSABLE
     finally:
         progress.close()
     return 0
@@ -305,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument(
         "--storage", default=None, help="postgresql://… for many machines (default studies/NAME.journal)"
+    )
+    study.add_argument(
+        "--device", choices=DEVICE_CHOICES, default="auto",
+        help="auto: a GPU when one is usable (a GPU-sized spec stops without one); cpu: hide the GPUs; "
+        "cuda: stop unless a GPU is usable",
     )
     study.set_defaults(func=cmd_study)
     worker = sub.add_parser("worker", help="join a running study (e.g. from another machine)")

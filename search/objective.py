@@ -5,7 +5,10 @@
 Outcomes: a finished run returns its best objective value (COMPLETE); the pruner's verdict, an
 impossible point (constraint / invalid model), NaN loss or a second out-of-memory end it PRUNED with
 a `reason` user attr (TPE learns from pruned trials, not from failed ones); any other exception is
-recorded with its traceback and re-raised so Optuna marks it FAIL and the study goes on.
+recorded with its traceback and re-raised so Optuna marks it FAIL and the study goes on. An error that
+leaves the GPU unusable (training.cuda_faults) FAILs the trial and sets `fatal`: the worker then stops, so
+its launcher replaces it with a fresh process. A trial's last.pt (weights + optimizer, the resume point) is
+deleted when the trial ends, and kept only when it was cut short and will run again.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from search.recovery import INTERRUPTED, record_worker
 from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
 from search.spec import StudySpec
 from search.tracking import StudyTracker, finish_trial_run
+from search.workers import gpu_share
 from training.callbacks import Callback
 from training.config import TrainConfig, load_train_config
+from training.cuda_faults import is_out_of_memory, is_sticky_cuda_error
 from training.errors import NonFiniteLossError
 from training.mlflow_logging import MlflowRun
 from training.progress import ProgressLine
@@ -111,14 +116,20 @@ class TrialObjective:
         self.context = base_context or {}
         self.last_overhead: dict[str, float] = {}
         self.interrupted: list[int] = []  # trials of this process cut short by Ctrl-C
+        self.fatal: BaseException | None = None  # an error that left this process's GPU unusable
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
-            return self._objective(trial)
+            value = self._objective(trial)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", INTERRUPTED)  # runner.requeue_interrupted enqueues it again
             self.interrupted.append(trial.number)
             raise
+        except BaseException:
+            _drop_resume_point(trial)
+            raise
+        _drop_resume_point(trial)
+        return value
 
     def _objective(self, trial: optuna.Trial) -> float | list[float]:
         start = time.perf_counter()
@@ -195,9 +206,12 @@ class TrialObjective:
             trial.set_user_attr("prune_epoch", exc.epoch)
             raise PruneTrial("nan", exc.epoch, str(exc)) from None
         except Exception as exc:
-            trial.set_user_attr("reason", "exception")
+            fatal = is_sticky_cuda_error(exc)
+            trial.set_user_attr("reason", "cuda_fatal" if fatal else "exception")
             trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
             log.warning("trial %d failed: %r", trial.number, exc)
+            if fatal:
+                self.fatal = exc
             raise
         for key in ("val/exact_match", "val/exprate_le1", "val/exprate_le2"):
             if key in (result.best_metrics or {}):  # ExpRate, the handwriting field's headline, per trial
@@ -205,6 +219,8 @@ class TrialObjective:
         decode_speed = getattr(result, "decode_speed", None) or {}
         for key, value in decode_speed.items():
             trial.set_user_attr(key.replace("/", "_"), value)  # decode_ms_per_formula, decode_formulas_per_s
+        if decode_speed and gpu_share() > 1:  # timed while other trials ran on the same GPU
+            trial.set_user_attr("decode_speed_shared", gpu_share())
         self._judge_decode_constraints(trial, decode_speed, run)
         values = objective_values(self.spec.objective, result)
         return values if self.spec.objective.multi else values[0]
@@ -259,6 +275,9 @@ class TrialObjective:
     def _train_with_oom_retry(self, trial: optuna.Trial, config: TrainConfig, run: MlflowRun | None) -> Any:
         out_dir, resumed_at = self._resume_point(trial, run)
         trial.set_user_attr("trial_dir", str(out_dir))
+        if resumed_at == 0:  # a fresh trial must not continue a stale last.pt (an older study's)
+            (out_dir / "last.pt").unlink(missing_ok=True)
+        resume = resumed_at > 0
         for attempt in (0, 1):
             objective = self.spec.objective
             callback = _ReportCallback(trial, objective.metric, report=not objective.multi)
@@ -268,24 +287,38 @@ class TrialObjective:
             callbacks: list[Callback] = [callback] if run is None else [run, callback]
             if self.status is not None:
                 callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))
+            message = None
             try:
-                return run_training(config, out_dir, callbacks, resume=resumed_at > 0)
-            except torch.cuda.OutOfMemoryError as exc:
-                _free_memory()
-                accum = config.trainer.grad_accum_steps * 2
-                if attempt == 1 or config.trainer.batch_size % accum:
-                    trial.set_user_attr("oom_retries", attempt)
-                    raise PruneTrial(
-                        "oom", callback.last_epoch, str(exc).splitlines()[0] if str(exc) else ""
-                    ) from None
-                log.warning(
-                    "trial %d: out of GPU memory; retrying with grad_accum_steps=%d", trial.number, accum
-                )
-                trial.set_user_attr("oom_retries", 1)
-                if run is not None:
-                    run.set_tags({"search.oom_retry": accum})
-                data = to_dict(config)
-                set_path(data, ACCUM_PATH, accum)
-                config = load_train_config(data)
-                trial.set_user_attr("config", to_dict(config))
+                return run_training(config, out_dir, callbacks, resume=resume)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # Outside the except block: its traceback held the failed step's frames and activations,
+            # which the allocator could not have given back.
+            _free_memory()
+            accum = config.trainer.grad_accum_steps * 2
+            if attempt == 1 or config.trainer.batch_size % accum:
+                trial.set_user_attr("oom_retries", attempt)
+                raise PruneTrial("oom", callback.last_epoch, message)
+            # the epochs done stay done: the retry continues from the last.pt they left
+            resume = (out_dir / "last.pt").exists()
+            resumed_at = callback.last_epoch if resume else resumed_at
+            log.warning("trial %d: out of memory (%s); retrying with grad_accum_steps=%d%s", trial.number,
+                        message, accum, f" from epoch {resumed_at + 1}" if resume else "")
+            trial.set_user_attr("oom_retries", 1)
+            if run is not None:
+                run.set_tags({"search.oom_retry": accum})
+            data = to_dict(config)
+            set_path(data, ACCUM_PATH, accum)
+            config = load_train_config(data)
+            trial.set_user_attr("config", to_dict(config))
         raise AssertionError("unreachable")
+
+
+def _drop_resume_point(trial: optuna.Trial) -> None:
+    """A trial that ended (complete, pruned, failed) will not resume: its last.pt, the size of the model
+    and optimizer together, would only fill the disk (best.pt stays, for export and MLflow)."""
+    folder = trial.user_attrs.get("trial_dir")
+    if folder:
+        (Path(folder) / "last.pt").unlink(missing_ok=True)

@@ -55,13 +55,17 @@ def run_worker(
     def recover_after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         recover_stale_trials(study, tracker)  # a sibling worker that died meanwhile
 
+    def stop_if_gpu_unusable(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if objective.fatal is not None:
+            study.stop()
+
     try:
         study.optimize(
             objective,
             n_trials=n_trials,
             timeout=timeout if timeout is not None else spec.budget.timeout,
             catch=(Exception,),
-            callbacks=[recover_after_trial, *callbacks, _release_gpu_memory],
+            callbacks=[recover_after_trial, *callbacks, stop_if_gpu_unusable, _release_gpu_memory],
         )
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)
@@ -71,7 +75,21 @@ def run_worker(
         if cause is None:
             raise
         raise StorageLost(study, cause) from cause
+    if objective.fatal is not None:
+        raise GpuUnusable(objective.fatal)
     return study
+
+
+class GpuUnusable(RuntimeError):
+    """A trial left this process's CUDA context broken (a device-side assert, an illegal memory access):
+    every later kernel would fail too, so the worker ends; a launcher starts a fresh process instead."""
+
+    def __init__(self, cause: BaseException):
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        super().__init__(
+            f"this worker's GPU is unusable after a CUDA error ({reason}); its trial was failed. The "
+            "study goes on in a new process: run the same command again (a launcher does it by itself)"
+        )
 
 
 class StorageLost(RuntimeError):

@@ -1,7 +1,14 @@
 """Worker processes for one study: one per visible GPU (pinned with CUDA_VISIBLE_DEVICES), or k on CPU.
-A worker that dies (kill -9, a crash) is reported and replaced while trials are left.
+A worker that dies (kill -9, a crash, a GPU left unusable: EXIT_GPU_UNUSABLE) is reported and replaced
+while trials are left.
 
     python -m search study transformer --workers 4       # TRIALS_PER_GPU=2 packs two workers per GPU
+
+Workers packed on one GPU each get an equal share of its memory
+(`torch.cuda.set_per_process_memory_fraction`), so one large trial hits its own out-of-memory (retried
+smaller, then pruned) instead of starving its neighbour; their decode-speed figures are flagged as shared.
+The machine's cores are split between all workers (OMP_NUM_THREADS), GPU workers included: a GPU worker's
+loader processes take their count from it.
 
 Each worker is `python -m search worker NAME --trials n`; they share the study through its storage
 (journal file or RDB), so the trial budget is split between them and nothing is counted twice.
@@ -21,6 +28,32 @@ from core.paths import REPO_ROOT
 from search.studies import WORKER_INDEX_ENV
 
 log = logging.getLogger(__name__)
+
+GPU_SHARE_ENV = "SEARCH_GPU_SHARED_BY"  # how many workers share this worker's GPU (set by launch)
+EXIT_GPU_UNUSABLE = 3  # a worker's exit code after a sticky CUDA error: replace it with a fresh process
+MEMORY_HEADROOM = 0.95  # of a GPU's memory, split between its workers (the rest: CUDA contexts, cuDNN)
+
+
+def gpu_share() -> int:
+    """How many workers of this study share this process's GPU (1: it has the GPU alone)."""
+    value = os.environ.get(GPU_SHARE_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def limit_gpu_memory() -> float | None:
+    """Cap this process's share of its GPU's memory when workers share it; returns the fraction set."""
+    share = gpu_share()
+    if share <= 1:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    fraction = MEMORY_HEADROOM / share
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    log.info("sharing the GPU with %d other worker(s): this one may use %.0f %% of its memory", share - 1,
+             100 * fraction)
+    return fraction
 
 
 def visible_gpus() -> list[str]:
@@ -80,10 +113,11 @@ def launch(
     def start(index: int, slot: str | None, trials: int) -> None:
         env = dict(os.environ)
         env[WORKER_INDEX_ENV] = str(index)  # each worker's sampler draws its own stream
+        # workers split the cores instead of each starting a thread (or a loader process) per core
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(slots))))
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot
-        else:  # CPU workers split the cores instead of each starting a thread per core
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(slots))))
+            env[GPU_SHARE_ENV] = str(slots.count(slot))
         cmd = [sys.executable, "-m", "search", "worker", name, "--trials", str(trials), "--no-progress"]
         if storage_url:
             cmd += ["--storage", storage_url]
@@ -108,7 +142,8 @@ def launch(
                 live = {q.pid: assigned[q.pid] for _, _, q in procs if q.poll() is None}
                 left = remaining(live) if remaining is not None else 0
                 # one that keeps dying is not replaced forever; one that exited 2 (a user error, a
-                # storage that takes no writes) would only fail the same way
+                # storage that takes no writes) would only fail the same way; one that exited
+                # EXIT_GPU_UNUSABLE left a dead CUDA context behind, which a new process does not have
                 if left > 0 and len(deaths) <= len(slots) and code != 2:
                     log.warning("starting a replacement worker for the %d trial(s) left", left)
                     start(index + 100 * len(deaths), slot, left)

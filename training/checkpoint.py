@@ -38,9 +38,10 @@ def _plain(value: Any) -> Any:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore rng_state()'s RNGs; works whatever device the checkpoint's tensors were loaded onto."""
     random.setstate(_as_tuple(state["python"]))
     name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -36,7 +36,7 @@ def _default_model() -> ModelConfig:
 class DataConfig:
     dataset: str = DEFAULT_DATASET  # a name under data/ or a folder path (data_prep.ensure resolves it)
     max_formula_len: int | None = 150  # longer training formulas are skipped (validation keeps them all)
-    num_workers: int = 0
+    num_workers: int | None = None  # None: loader workers on CUDA (training.runtime.loader_workers), 0 on CPU
     pin_memory: bool = True  # only takes effect on CUDA
     use_cache: bool = True
     train_split: str = "train"
@@ -101,7 +101,7 @@ class TrainerConfig:
     early_stopping_patience: int = 0  # validations without a better `monitor` before stopping; 0 = off
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA; CPU always runs fp32
+    amp: bool = True  # mixed precision as the device does it best (training.precision); CPU runs fp32
     val_decode: Literal["greedy", "beam"] = "greedy"
     beam_width: int = 5
     length_penalty: float = 0.0

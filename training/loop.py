@@ -5,10 +5,11 @@
 
 Each epoch: bucketed, shuffled batches of `trainer.batch_size` images; each batch is cut into
 `grad_accum_steps` micro-batches whose summed token losses are divided by the whole batch's token count, so
-accumulation changes memory, not the step. bf16 autocast on CUDA, gradient clipping, one optimizer and
-scheduler step per batch. Every `eval_every` epochs (and after the last) the validation split is scored
-(training.evaluate); the epoch best on `trainer.monitor` (default val/avg_score, max) is kept in `best.pt`,
-the resume point in `last.pt`.
+accumulation changes memory, not the step (training.step). Mixed precision as the device does it best
+(training.precision: bf16, fp16 with loss scaling, or fp32), gradient clipping, one optimizer and scheduler
+step per batch; the loss is read back every few steps, not every step. Every `eval_every` epochs (and
+after the last) the validation split is scored (training.evaluate); the epoch best on `trainer.monitor`
+(default val/avg_score, max) is kept in `best.pt`, the resume point in `last.pt` (training.run_state).
 
 Per-epoch metrics (history rows, callbacks, MLflow): `epoch`, `train/loss`, `lr`, `images_per_s`
 (training images per second, loader included), `gpu_peak_mem_mb`, `epoch_time_s` (validation included)
@@ -29,22 +30,21 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from core import typed_config
-from data_prep.augment import mixup_batch
 from data_prep.dataset import build_loader
 from data_prep.manifest import load_manifest
 from data_prep.vocab import Vocab
 from models import build_model
 from training import checkpoint as ckpt_io
+from training import run_state
 from training.callbacks import Callback
 from training.config import VAL_KEYS, TrainConfig, save_train_config
 from training.decode_speed import measure_decode_speed
-from training.errors import NonFiniteLossError
 from training.evaluate import evaluate
-from training.losses import count_tokens, token_loss_sum, trim_targets
 from training.optim import build_optimizer
+from training.precision import StepScaler, choose_precision
 from training.runtime import (
-    autocast,
+    configure_cudnn,
+    loader_workers,
     peak_memory_mb,
     reset_peak_memory,
     resolve_device,
@@ -52,9 +52,9 @@ from training.runtime import (
     shutdown_loader_iterator,
 )
 from training.schedules import build_schedule
+from training.step import LossMeter, StepSetup, train_step
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -89,14 +89,13 @@ class _Run:
         self.cfg, self.out_dir, self.callbacks = config, out_dir, callbacks
         t, d = config.trainer, config.data
         self.device = resolve_device(t.device)
-        self.amp = t.amp and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # few distinct shapes (one per bucket): tuning pays off
+        self.precision = choose_precision(self.device, t.amp)
         seed_everything(t.seed)
         root = resolve_dataset(d.dataset)
         self.vocab = Vocab.load(Path(root) / "vocab.json")
         pin = d.pin_memory and self.device.type == "cuda"
-        common = dict(num_workers=d.num_workers, pin_memory=pin, use_cache=d.use_cache, seed=t.seed)
+        workers = loader_workers(d.num_workers, self.device)
+        common = dict(num_workers=workers, pin_memory=pin, use_cache=d.use_cache, seed=t.seed)
         self.train_loader = build_loader(root, d.train_split, self.vocab, t.batch_size,
                                          augment=config.augment, shuffle=True,
                                          max_formula_len=d.max_formula_len, limit=d.train_limit, **common)
@@ -116,7 +115,14 @@ class _Run:
         self.schedule = build_schedule(
             self.optimizer, config.schedule, len(self.train_loader), t.epochs, t.monitor_mode
         )
-        self.mix_generator = torch.Generator().manual_seed(t.seed + 1)
+        self.step = StepSetup(
+            device=self.device, precision=self.precision, scaler=StepScaler(self.precision, self.device),
+            micro_batch=config.micro_batch_size, max_output_len=config.model.max_output_len,
+            label_smoothing=config.loss.label_smoothing, grad_clip=t.grad_clip, augment=config.augment,
+            mix_generator=torch.Generator().manual_seed(t.seed + 1),
+        )
+        shapes = len(self.train_loader.batch_sampler.buckets)
+        cudnn_tuned = configure_cudnn(self.device, shapes)
         self.epoch, self.bad_evals, self.stopped_early = 0, 0, False
         self.best_score, self.best_metrics = -math.inf if t.monitor_mode == "max" else math.inf, {}
         self.history: list[dict[str, float]] = []
@@ -130,7 +136,12 @@ class _Run:
             "num_parameters": self.model.num_parameters(),
             "train_size": len(self.train_loader.dataset), "val_size": len(self.val_loader.dataset),
             "steps_per_epoch": len(self.train_loader), "start_epoch": 1, "sample_predictions": [],
+            "precision": self.precision.mode, "loader_workers": workers,
         }
+        logger.info("%s: %s (%s); %d loader worker(s)%s", self.device, self.precision.mode,
+                    self.precision.reason, workers,
+                    f"; cuDNN autotuning {'on' if cudnn_tuned else 'off'} ({shapes} image sizes)"
+                    if self.device.type == "cuda" else "")
         self.best_path, self.last_path = out_dir / "best.pt", out_dir / "last.pt"
 
     # -- the epoch loop -------------------------------------------------------------------------------
@@ -138,7 +149,7 @@ class _Run:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         save_train_config(self.cfg, self.out_dir / "config.yaml", header="resolved config of this run")
         if resume:
-            self._restore()
+            run_state.restore(self)
         self.info["start_epoch"] = self.epoch + 1
         for cb in self.callbacks:
             cb.on_train_start(self.cfg, self.info)
@@ -158,11 +169,11 @@ class _Run:
             self.epoch = epoch
             _log_epoch(metrics, t.epochs, t.monitor, self.best_score)
             if t.save_every_epoch or epoch == t.epochs or self.stopped_early:
-                self._save_last()
+                run_state.save_last(self)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, dict(metrics))
         if not self.last_path.exists():
-            self._save_last()
+            run_state.save_last(self)
         result = TrainResult(self.best_path, self.last_path, dict(self.best_metrics), list(self.history),
                              list(self.info["sample_predictions"]), self.stopped_early, self._decode_speed())
         for cb in self.callbacks:
@@ -173,9 +184,9 @@ class _Run:
         n = self.cfg.trainer.decode_speed_formulas
         if n <= 0 or not self.best_path.exists():
             return {}
-        self.model.load_state_dict(ckpt_io.load_checkpoint(self.best_path, self.device)["model"])
+        self.model.load_state_dict(ckpt_io.load_checkpoint(self.best_path)["model"])
         return measure_decode_speed(self.model, self.val_loader, self.device, n_formulas=n,
-                                    max_len=self.cfg.trainer.val_max_len)
+                                    max_len=self.cfg.trainer.val_max_len, amp=self.cfg.trainer.amp)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         t = self.cfg.trainer
@@ -187,18 +198,21 @@ class _Run:
                    leave=False, dynamic_ncols=True)
         # the rate this epoch starts at: the schedule may step before the epoch's metrics are read
         epoch_lr = self._lr()
-        loss_total, batches, images, start = 0.0, 0, 0, time.perf_counter()
+        meter, steps = LossMeter(self.device), len(self.train_loader)
+        images, start = 0, time.perf_counter()
         iterator = iter(self.train_loader)
         try:
             for step, batch in enumerate(iterator, 1):
                 if len(batch) == 1 and self._lone_image_untrainable(batch):
                     continue
-                loss = self._train_step(batch, epoch, step)
-                loss_total, batches, images = loss_total + loss, batches + 1, images + len(batch)
+                loss = train_step(self.model, batch, self.optimizer, self.step)
+                self.schedule.step_batch()
+                images += len(batch)
+                read = meter.add(loss, epoch, step, last_step=step == steps)
                 bar.update(1)
                 rate = images / max(1e-9, time.perf_counter() - start)
-                if step % 10 == 0 or step == len(self.train_loader):
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr():.2e}", img_s=f"{rate:.0f}")
+                if read is not None and (step % 10 == 0 or meter.every > 1 or step == steps):
+                    bar.set_postfix(loss=f"{read:.3f}", lr=f"{self._lr():.2e}", img_s=f"{rate:.0f}")
                 for cb in self.callbacks:
                     cb.on_batch_end(epoch, step, len(self.train_loader), rate)
         finally:
@@ -206,9 +220,10 @@ class _Run:
             iterator = None
             bar.close()
         elapsed = time.perf_counter() - start
+        meter.flush(epoch, steps)  # when the epoch's last batch was a skipped lone image
         return {
             "epoch": epoch,
-            "train/loss": loss_total / max(1, batches),
+            "train/loss": meter.mean,
             "lr": epoch_lr,
             "images_per_s": images / max(1e-9, elapsed),
             "gpu_peak_mem_mb": peak_memory_mb(self.device),
@@ -239,45 +254,10 @@ class _Run:
         logger.debug("skipped a lone %s image: its features are 1x1", tuple(batch.images.shape[-2:]))
         return True
 
-    def _train_step(self, batch, epoch: int, step: int) -> float:
-        """One optimizer step over a whole batch, in `grad_accum_steps` micro-batches."""
-        cfg = self.cfg
-        max_out = cfg.model.max_output_len
-        images, targets = batch.images, trim_targets(batch.targets, max_out)
-        mixed = mixup_batch(images, targets, cfg.augment, self.mix_generator)
-        if mixed is None:
-            parts = [(targets, 1.0)]
-        else:
-            images, parts = mixed.images, [(mixed.targets_a, mixed.lam), (mixed.targets_b, 1.0 - mixed.lam)]
-        norms = [max(1, count_tokens(tgt)) for tgt, _ in parts]
-        micro = cfg.micro_batch_size
-        total = torch.zeros((), device=self.device)
-        for lo, hi in micro_batches(len(images), micro):
-            chunk = images[lo:hi].to(self.device, non_blocking=True)  # (b, 1, H, W)
-            with autocast(self.device, self.amp):
-                memory = self.model.encode(chunk)  # (b, S, E)
-                loss = 0.0
-                for (tgt, weight), norm in zip(parts, norms, strict=True):
-                    tgt = trim_targets(tgt[lo:hi], max_out).to(self.device, non_blocking=True)
-                    logits = self.model.decode(memory, tgt[:, :-1])  # (b, T-1, V)
-                    loss = loss + weight * token_loss_sum(logits, tgt[:, 1:], cfg.loss.label_smoothing) / norm
-            loss.backward()
-            total += loss.detach()
-        value = float(total)
-        if not math.isfinite(value):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(epoch, step, value)
-        if cfg.trainer.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.trainer.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.schedule.step_batch()
-        return value
-
     def _validate(self, epoch: int) -> dict[str, float]:
         t = self.cfg.trainer
         result = evaluate(
-            self.model, self.val_loader, self.vocab, device=self.device, amp=self.amp,
+            self.model, self.val_loader, self.vocab, device=self.device, amp=t.amp,
             label_smoothing=self.cfg.loss.label_smoothing, method=t.val_decode, beam_width=t.beam_width,
             length_penalty=t.length_penalty, max_len=t.val_max_len, progress=t.progress,
             desc=f"validate {epoch}/{t.epochs}",
@@ -293,7 +273,7 @@ class _Run:
         score = metrics[t.monitor]
         if score > self.best_score if t.monitor_mode == "max" else score < self.best_score:
             self.best_score, self.best_metrics, self.bad_evals = score, dict(metrics), 0
-            ckpt_io.save_checkpoint(self.best_path, self._model_payload(epoch, metrics))
+            ckpt_io.save_checkpoint(self.best_path, run_state.model_payload(self, epoch, metrics))
         else:
             self.bad_evals += 1
         patience = t.early_stopping_patience
@@ -302,60 +282,6 @@ class _Run:
                         self.bad_evals)
             self.stopped_early = True
 
-    # -- checkpoints ------------------------------------------------------------------------------------
-    def _model_payload(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "config": typed_config.to_dict(self.cfg),
-            "vocab": list(self.vocab.id_to_token),
-            "image_options": self.image_options,
-            "ink_options": self.ink_options,
-            "epoch": epoch,
-            "metrics": dict(metrics),
-        }
-
-    def _save_last(self) -> None:
-        payload = self._model_payload(self.epoch, self.history[-1] if self.history else {})
-        payload.update(
-            optimizer=self.optimizer.state_dict(),
-            schedule=self.schedule.state_dict(),
-            rng=ckpt_io.rng_state(),
-            mix_generator=self.mix_generator.get_state(),
-            history=self.history,
-            best_score=self.best_score,
-            best_metrics=self.best_metrics,
-            bad_evals=self.bad_evals,
-            stopped_early=self.stopped_early,
-            sample_predictions=self.info["sample_predictions"],
-        )
-        ckpt_io.save_checkpoint(self.last_path, payload)
-
-    def _restore(self) -> None:
-        if not self.last_path.exists():
-            logger.warning("resume: no %s yet, starting a fresh run", self.last_path)
-            return
-        state = ckpt_io.load_checkpoint(self.last_path, map_location=self.device)
-        _warn_config_changes(state["config"], typed_config.to_dict(self.cfg))
-        old_epochs = state["config"]["trainer"]["epochs"]
-        if self.cfg.schedule.name == "onecycle" and old_epochs != self.cfg.trainer.epochs:
-            # OneCycleLR fixes its total step count when built; its saved state cannot stretch
-            raise ValueError(
-                f"cannot resume a onecycle run with trainer.epochs={self.cfg.trainer.epochs} (it was "
-                f"{old_epochs}): the one-cycle schedule is laid out over the run's length; resume with "
-                f"trainer.epochs={old_epochs}, or start a new run"
-            )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        ckpt_io.set_rng_state(state["rng"])
-        self.mix_generator.set_state(state["mix_generator"].cpu())
-        self.epoch, self.history = int(state["epoch"]), list(state["history"])
-        self.best_score, self.best_metrics = float(state["best_score"]), dict(state["best_metrics"])
-        self.bad_evals, self.stopped_early = int(state["bad_evals"]), bool(state["stopped_early"])
-        self.info["sample_predictions"] = list(state.get("sample_predictions", []))
-        logger.info("resumed %s at epoch %d (best %s %.4g)", self.out_dir, self.epoch,
-                    self.cfg.trainer.monitor, self.best_score)
-
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
@@ -363,15 +289,6 @@ class _Run:
         # Drop the big objects so a caller that catches an OOM can free GPU memory once it lets go of us.
         self.model = self.optimizer = self.schedule = None
         self.train_loader = self.val_loader = None
-
-
-def micro_batches(n: int, micro: int) -> list[tuple[int, int]]:
-    """(start, stop) of each micro-batch; a lone last image joins the one before it, since BatchNorm cannot
-    train on a single image whose features are 1x1 (a deep encoder cut of a small crop)."""
-    bounds = [(lo, min(lo + micro, n)) for lo in range(0, n, micro)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds[-2:] = [(bounds[-2][0], n)]
-    return bounds
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:
@@ -386,14 +303,6 @@ def _log_epoch(metrics: dict[str, float], epochs: int, monitor: str, best: float
         f"{monitor} {best:.4g}" if monitor in metrics else ""
     logger.info("epoch %d/%d: train/loss %.4f%s, lr %.2e, %.1f img/s, %.1f s", metrics["epoch"], epochs,
                 metrics["train/loss"], val, metrics["lr"], metrics["images_per_s"], metrics["epoch_time_s"])
-
-
-def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    old, new = typed_config.flatten(saved), typed_config.flatten(current)
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if changed:
-        logger.warning("resume: the config differs from the checkpoint's in %s; using the new values",
-                       ", ".join(changed))
 
 
 __all__ = ["TrainResult", "train"]

@@ -145,3 +145,21 @@ def test_training_works_after_decoding_past_the_positional_table(small_config):
     logits = model(images, torch.randint(3, VOCAB, (1, long)))
     logits.sum().backward()
     assert model.embed.weight.grad is not None
+
+
+@pytest.mark.parametrize("model_and_images", _params(), indirect=True)
+def test_checking_for_eos_every_few_steps_decodes_the_same(model_and_images, monkeypatch):
+    """On a GPU the decoders ask whether every sequence ended only every few steps (each ask is a host
+    sync); the steps run past the end must change neither the tokens nor the scores."""
+    from models import decoding
+
+    model, images = model_and_images
+    with torch.no_grad():  # a strong EOS: sequences end within a few steps, the loop must run past them
+        model.head.bias[EOS_ID] += 5.0
+    every_step = greedy_decode(model, images, max_len=MAX_LEN), beam_search(model, images, max_len=MAX_LEN)
+    monkeypatch.setattr(decoding, "_eos_check_every", lambda device: 7)
+    sparse = greedy_decode(model, images, max_len=MAX_LEN), beam_search(model, images, max_len=MAX_LEN)
+    assert min(map(len, every_step[0].sequences)) < MAX_LEN - 7, "a sequence ended early: steps ran past it"
+    for dense, checked in zip(every_step, sparse, strict=True):
+        assert checked.sequences == dense.sequences
+        torch.testing.assert_close(checked.scores, dense.scores)

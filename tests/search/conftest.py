@@ -62,24 +62,37 @@ def fake_decode_ms(config) -> float:
 class FakeTraining:
     """Callable with run_training's signature; `behaviour(config) -> str` picks what happens."""
 
-    def __init__(self, behaviour=lambda config: "ok", epoch_seconds: float = 0.0):
+    def __init__(self, behaviour=lambda config: "ok", epoch_seconds: float = 0.0, write_last: bool = False):
         self.behaviour = behaviour
         self.epoch_seconds = epoch_seconds
+        self.write_last = write_last  # write a loadable last.pt after each epoch, as the real loop does
         self.calls: list = []
+        self.resumes: list = []  # (resume flag, first epoch trained) per call
 
     def __call__(self, config, out_dir, callbacks, resume=False):
         self.calls.append(config)
         what = self.behaviour(config)
         if what == "oom":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if what == "cublas_oom":  # cuBLAS's own allocation failure arrives as a plain RuntimeError
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        if what == "sticky":
+            raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
         if what == "boom":
             raise ValueError("boom: a bug in the training code")
         if what == "interrupt":
             raise KeyboardInterrupt
+        last = Path(out_dir) / "last.pt"
+        start = 1
+        if resume and last.exists():
+            start = int(torch.load(last, weights_only=True)["epoch"]) + 1
+        self.resumes.append((resume, start))
         best, info = {}, {}
         for cb in callbacks:  # as the real loop does: samples reach callbacks through `info`, not metrics
             cb.on_train_start(config, info)
-        for epoch in range(1, config.trainer.epochs + 1):
+        for epoch in range(start, config.trainer.epochs + 1):
+            if what == "oom_at_3" and epoch == 3:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             if what == "nan":  # before the first report, so the pruner cannot get there first
                 raise NonFiniteLossError(epoch, 3, float("nan"))
             time.sleep(self.epoch_seconds)
@@ -97,6 +110,10 @@ class FakeTraining:
                 "epoch_time_s": 0.01,
             }
             info["sample_predictions"] = [{"id": "a", "reference": "x ^ 2", "prediction": f"x ^ {epoch}"}]
+            if self.write_last:
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                history = [{"epoch": e, "val/avg_score": fake_score(config, e)} for e in range(1, epoch + 1)]
+                torch.save({"model": {}, "config": {}, "epoch": epoch, "history": history}, last)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, metrics)
             if score >= best.get("val/avg_score", -1):
@@ -128,8 +145,8 @@ def fake_study(isolated_home, monkeypatch, request, shared_mlflow_uri):
 
 @pytest.fixture
 def fake_training(monkeypatch):
-    def install(behaviour=lambda config: "ok") -> FakeTraining:
-        fake = FakeTraining(behaviour)
+    def install(behaviour=lambda config: "ok", write_last: bool = False) -> FakeTraining:
+        fake = FakeTraining(behaviour, write_last=write_last)
         monkeypatch.setattr("search.objective.run_training", fake)
         return fake
 

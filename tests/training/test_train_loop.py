@@ -10,6 +10,7 @@ import torch
 from models import list_models
 from tests.training._helpers import Recorder, tiny_config
 from training import loop as loop_module
+from training import step as step_module
 from training.checkpoint import load_checkpoint
 from training.config import load_train_config
 from training.errors import NonFiniteLossError
@@ -59,16 +60,22 @@ def test_decode_speed_decodes_the_first_n_validation_images_one_by_one_then_batc
     loader = build_loader(overfit_data, "validate", vocab, 4)
     calls = []
 
-    def counting(model, images, *, max_len):
-        calls.append((len(images), max_len))
+    def counting(model, images, *, max_len, stop_at_eos=True):
+        calls.append((len(images), max_len, stop_at_eos))
         return None
 
     monkeypatch.setattr(decode_speed, "greedy_decode", counting)
     speed = decode_speed.measure_decode_speed(model, loader, torch.device("cpu"), n_formulas=6, max_len=9)
     assert set(speed) == {"decode/ms_per_formula", "decode/formulas_per_s"}
-    warmup, rest = calls[0], calls[1:]
-    assert warmup == (1, 9) and rest[:6] == [(1, 9)] * 6  # batch 1, the first six images
-    assert sum(n for n, _ in rest[6:]) == 6 and max(n for n, _ in rest[6:]) > 1  # then in loader batches
+    warm = [c for c in calls if c[1] == decode_speed.WARM_UP_TOKENS]
+    timed = [c for c in calls if c[1] == 9]
+    assert len(warm) + len(timed) == len(calls) and all(stop for _, _, stop in timed)
+    assert calls[: len(warm)] == warm  # every shape warmed up before the clock starts
+    batch_sizes = [n for n, _, _ in timed[6:]]
+    # each timed batch shape (and its batch-1 shape) was warmed: a batch of n and a batch of 1 per batch
+    assert sorted(n for n, _, _ in warm) == sorted([1] * len(batch_sizes) + batch_sizes)
+    assert timed[:6] == [(1, 9, True)] * 6  # batch 1, the first six images
+    assert sum(batch_sizes) == 6 and max(batch_sizes) > 1  # then in loader batches
     assert not decode_speed.measure_decode_speed(model, loader, torch.device("cpu"), n_formulas=0, max_len=9)
 
 
@@ -128,7 +135,7 @@ def test_gradient_accumulation_takes_the_same_step(overfit_data, tmp_path, monke
 
 
 def test_nan_loss_raises_non_finite_loss_error(overfit_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(loop_module, "token_loss_sum", lambda logits, tgt, ls: logits.sum() * math.nan)
+    monkeypatch.setattr(step_module, "token_loss_sum", lambda logits, tgt, ls: logits.sum() * math.nan)
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
         train(load_train_config(tiny_config(overfit_data)), tmp_path / "nan")
 
@@ -137,7 +144,7 @@ def test_out_of_memory_propagates_unchanged(overfit_data, tmp_path, monkeypatch)
     def oom(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(loop_module, "token_loss_sum", oom)
+    monkeypatch.setattr(step_module, "token_loss_sum", oom)
     with pytest.raises(torch.cuda.OutOfMemoryError, match="simulated"):
         train(load_train_config(tiny_config(overfit_data)), tmp_path / "oom")
 
@@ -205,7 +212,7 @@ def test_resuming_onecycle_with_more_epochs_is_refused_clearly(overfit_data, tmp
 
 
 def test_micro_batches_never_leave_a_lone_image():
-    from training.loop import micro_batches
+    from training.step import micro_batches
 
     assert micro_batches(17, 16) == [(0, 17)]
     assert micro_batches(10, 4) == [(0, 4), (4, 8), (8, 10)]

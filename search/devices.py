@@ -1,0 +1,72 @@
+"""Whether a study should run on a GPU, and why none is usable when it should.
+
+    python -m search study transformer                # a GPU-sized spec: stops with the reason when no GPU
+    python -m search study transformer --device cpu   # the user's choice: runs on the CPU
+    python -m search study smoke --device cuda        # must run on a GPU
+
+A GPU-sized spec (one with a `<name>-cpu` sibling, or a base `trainer.device` of cuda) silently trained on
+the CPU would take days where the user expected hours; saying which of the usual causes it is (a CPU-only
+torch wheel, CUDA_VISIBLE_DEVICES hiding the GPUs, no driver) saves the hunt.
+"""
+
+from __future__ import annotations
+
+import os
+
+from search.spec import StudySpec, spec_path
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def is_gpu_spec(spec: StudySpec) -> bool:
+    device = str((spec.base.get("trainer") or {}).get("device", "auto")).lower()
+    return device.startswith("cuda") or _has_cpu_profile(spec.name)
+
+
+def _has_cpu_profile(name: str) -> bool:
+    if name.endswith("-cpu"):
+        return False
+    try:
+        spec_path(f"{name}-cpu")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def gpu_problem() -> str | None:
+    """Why this process sees no usable CUDA device (None when it sees one)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return None
+    if torch.version.cuda is None:
+        return f"the installed torch {torch.__version__} is a CPU-only build (install a CUDA wheel of torch)"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
+        return f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
+    try:
+        torch.cuda.init()  # raises with the driver's own reason ("Found no NVIDIA driver ...")
+    except Exception as exc:
+        return f"CUDA cannot start: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return f"no CUDA device is visible (CUDA_VISIBLE_DEVICES={visible!r})"
+
+
+def require_device(spec: StudySpec, device: str) -> str | None:
+    """Apply `--device` for this process and the workers it starts; returns the reason to stop, if any.
+
+    cpu hides the GPUs (so every trial's `trainer.device: auto` resolves to the CPU); cuda, or auto on a
+    GPU-sized spec, needs a usable GPU."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before any CUDA call: inherited by the workers too
+        return None
+    if device == "auto" and not is_gpu_spec(spec):
+        return None
+    problem = gpu_problem()
+    if problem is None:
+        return None
+    why = f"study {spec.name} is sized for a GPU" if device == "auto" else "--device cuda was asked for"
+    cpu = f"make study NAME={spec.name}-cpu, or " if _has_cpu_profile(spec.name) else ""
+    return f"{why} and none is usable here: {problem}. On the CPU: {cpu}--device cpu (make study DEVICE=cpu)"
+
+
+__all__ = ["DEVICE_CHOICES", "gpu_problem", "is_gpu_spec", "require_device"]
