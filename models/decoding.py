@@ -65,6 +65,15 @@ def _strip(rows: Tensor) -> list[list[int]]:
     return out
 
 
+# Steps between checks that every sequence has ended: each check is a host sync, which on a GPU stalls the
+# queue of the next steps' kernels; the few steps run past the end only append PAD to finished rows.
+CUDA_EOS_CHECK_EVERY = 8
+
+
+def _eos_check_every(device: torch.device) -> int:
+    return CUDA_EOS_CHECK_EVERY if device.type == "cuda" else 1
+
+
 def _resolve_max_len(model: ImageToLatexModel, max_len: int | None) -> int:
     max_len = model.config.max_output_len if max_len is None else max_len
     if max_len < 1:
@@ -94,6 +103,7 @@ def greedy_decode(
         finished = torch.zeros(b, dtype=torch.bool, device=device)
         state = model.init_decode_state(memory, max_len) if use_cache else None
         never = _never_mask(model.vocab_size, device)
+        check_every = _eos_check_every(device)
         for t in range(max_len):
             if state is not None:
                 logits = model.decode_step(state, tokens[:, t], t)  # (B, V)
@@ -104,7 +114,7 @@ def greedy_decode(
             tokens[:, t + 1] = best.masked_fill(finished, PAD_ID)
             scores += best_logp.masked_fill(finished, 0.0)
             finished |= best == EOS_ID
-            if stop_at_eos and bool(finished.all()):
+            if stop_at_eos and (t + 1) % check_every == 0 and bool(finished.all()):
                 break
     return DecodeResult(_strip(tokens[:, 1:]), scores.cpu())
 
@@ -143,6 +153,7 @@ def beam_search(
         pad_only = torch.full((vocab,), float("-inf"), device=device)
         pad_only[PAD_ID] = 0.0
         offsets = (torch.arange(b, device=device) * k)[:, None]  # (B, 1)
+        check_every = _eos_check_every(device)
         for t in range(max_len):
             logp = _next_logp(model.decode_step(state, tokens[:, t], t), never)  # (B*K, V)
             logp = torch.where(finished[:, None], pad_only, logp)
@@ -154,7 +165,7 @@ def beam_search(
             tokens[:, t + 1] = new_tok
             finished = finished.index_select(0, src) | (new_tok == EOS_ID)
             state.reorder(src)
-            if bool(finished.all()):
+            if (t + 1) % check_every == 0 and bool(finished.all()):
                 break
         gen = tokens[:, 1:]
         lengths = ((gen != PAD_ID).sum(dim=1)).clamp(min=1).view(b, k).float()  # EOS counted
