@@ -15,7 +15,7 @@ ARGS ?= synth
 PORT ?= 5000
 DEVICE ?=
 
-.PHONY: help venv test test-fast lint bench bench-search bench-crohme gpu-check data study worker ui export report replay train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker ui export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench-search: .venv/.stamp ## search strategies vs hand tuning on the CPU profil
 
 bench-crohme: .venv/.stamp ## crohme-cpu's best vs hand tuning on CROHME 2013, two seeds (after make study NAME=crohme-cpu; resumable)
 	$(PY) -m benchmarks crohme
+
+bench-precision: .venv/.stamp ## the fast mode (bf16 + channels-last) against fp32: accuracy and speed, two seeds (~30 min; resumable)
+	$(PY) -m benchmarks precision
 
 gpu-check: .venv/.stamp ## on a GPU machine (<= 10 min): CUDA benches, largest model + resume, packed trials -> benchmarks/gpu_check.json
 	$(PY) -m benchmarks.gpu_check $(if $(DRY),--dry-run)

@@ -3,10 +3,14 @@
 Reference-sized Transformer (ResNet-18 to stage 3, d_model 128, 4 heads, 3 layers, ff 256) and the default
 CNN+RNN (figures prefixed `rnn_`), batch 16 of 1x64x320 images, a 500-token vocabulary, random weights.
 Decoding is greedy and runs all 150 steps (`stop_at_eos=False`; EOS is also made unlikely so the check
-that KV-cache and full-recompute decoding give identical tokens covers every step). Decoding runs in
-float32 so that check is exact; training steps use the precision training picks (training.precision:
-bf16 or fp16 autocast on CUDA, fp32 on CPU). On CUDA the
-same figures are recorded again with a `cuda_` prefix.
+that KV-cache and full-recompute decoding give identical tokens covers every step). The training step is
+timed twice: `train_step_img_per_s_fp32` (= `train_step_img_per_s`, fp32, the default memory layout) and
+`train_step_img_per_s_fast` (the precision training.precision picks on this machine, `precision_mode`, and
+channels-last convolutions, as training runs). Decoding runs as validation and predict run it (the same
+autocast; on the CPU the decoder's token steps stay fp32 by design, and the encoder's output is the same
+for both decoders, so the identity check stays exact there; under bf16 on CUDA the two decoders may part
+at a near tie). `decode_ms_per_step_b16` is one KV-cache decoder step at batch
+16, encoder left out. On CUDA the same figures are recorded again with a `cuda_` prefix.
 
 Decode figures are end to end (encoder included, as validation runs it); `decode_kv_speedup_decoder_only`
 leaves the shared encoder time out. On CPU the LSTM's full recompute is timed for its first 30 steps and
@@ -32,7 +36,8 @@ from data_prep.vocab import EOS_ID, PAD_ID
 from models import CNNRNNConfig, ResNetTransformerConfig, build_model
 from models.base import ImageToLatexModel
 from models.decoding import greedy_decode
-from training.precision import choose_precision
+from training.precision import Precision, choose_precision
+from training.runtime import autocast, to_device
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +69,14 @@ def _seconds_per_call(fn: Callable[[], object], device: torch.device, runs: int)
 
 
 def _train_step_fn(
-    model: ImageToLatexModel, images: torch.Tensor, device: torch.device
+    model: ImageToLatexModel, images: torch.Tensor, device: torch.device, precision: Precision
 ) -> Callable[[], None]:
     optim = torch.optim.Adam(model.parameters(), lr=1e-4)
     targets = torch.randint(3, VOCAB, (BATCH, TRAIN_TARGET_LEN), device=device)
 
     def step() -> None:
         model.train()
-        with choose_precision(device, amp=True).autocast(device):  # as training runs
+        with precision.autocast(device):
             logits = model(images, targets[:, :-1])  # (B, T-1, V)
             loss = F.cross_entropy(
                 logits.flatten(0, 1).float(), targets[:, 1:].flatten(), ignore_index=PAD_ID
@@ -95,18 +100,25 @@ def _bench_family(
     model: ImageToLatexModel, device: torch.device, prefix: str, recompute_steps: int = MAX_LEN
 ) -> dict[str, float]:
     images = torch.rand(BATCH, 1, HEIGHT, WIDTH, device=device)
-    train_s = _seconds_per_call(_train_step_fn(model, images, device), device, TRAIN_STEPS)
+    fp32 = Precision("fp32", "the baseline")
+    fp32_s = _seconds_per_call(_train_step_fn(model, images, device, fp32), device, TRAIN_STEPS)
+    # what training runs: the precision training.precision picks here, channels-last convolutions
+    fast = choose_precision(device, "auto", type(model).cpu_bf16)
+    model = to_device(model, device)
+    train_s = _seconds_per_call(_train_step_fn(model, images, device, fast), device, TRAIN_STEPS)
     model.eval()
     with torch.no_grad():
         model.head.bias[EOS_ID] = -1e4  # full-length sequences: the identity check covers every token
+    # decoding as validation and predict run it (the CPU's decoder steps stay fp32 under the autocast)
+    with torch.no_grad(), autocast(device, "auto", model):
         encode_s = _seconds_per_call(lambda: model.encode(images), device, KV_RUNS)
-    kv_s = _seconds_per_call(lambda: greedy_decode(model, images, stop_at_eos=False), device, KV_RUNS)
-    _, kv = _decode_seconds(model, images, device)
-    full_s, full = min(
-        (_decode_seconds(model, images, device, max_len=recompute_steps, use_cache=False)
-         for _ in range(RECOMPUTE_RUNS)),
-        key=lambda timed: timed[0],
-    )
+        kv_s = _seconds_per_call(lambda: greedy_decode(model, images, stop_at_eos=False), device, KV_RUNS)
+        _, kv = _decode_seconds(model, images, device)
+        full_s, full = min(
+            (_decode_seconds(model, images, device, max_len=recompute_steps, use_cache=False)
+             for _ in range(RECOMPUTE_RUNS)),
+            key=lambda timed: timed[0],
+        )
     figures: dict[str, float] = {}
     if recompute_steps < MAX_LEN:
         # step t of a recompute decode re-runs t decoder steps, so the decoder part grows as t(t+1)/2
@@ -120,7 +132,11 @@ def _bench_family(
         )
     figures.update(
         {
-            f"{prefix}train_step_img_per_s": round(BATCH / train_s, 2),
+            f"{prefix}train_step_img_per_s": round(BATCH / fp32_s, 2),  # the fp32 figure, as before
+            f"{prefix}train_step_img_per_s_fp32": round(BATCH / fp32_s, 2),
+            f"{prefix}train_step_img_per_s_fast": round(BATCH / train_s, 2),
+            f"{prefix}precision_mode": fast.mode,
+            f"{prefix}decode_ms_per_step_b{BATCH}": round(1000 * max(kv_s - encode_s, 0.0) / MAX_LEN, 3),
             f"{prefix}encode_formulas_per_s": round(BATCH / encode_s, 2),
             f"{prefix}decode_kv_formulas_per_s": round(BATCH / kv_s, 2),
             f"{prefix}decode_recompute_formulas_per_s": round(BATCH / full_s, 3),

@@ -95,7 +95,7 @@ def check_environment(device: torch.device) -> dict[str, Any]:
                     capability=".".join(map(str, torch.cuda.get_device_capability(device))),
                     memory_gb=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1),
                     cudnn=torch.backends.cudnn.version())
-    precision = choose_precision(device, amp=True)
+    precision = choose_precision(device, "auto")
     info.update(precision=precision.mode, precision_reason=precision.reason)
     return info
 
@@ -152,7 +152,13 @@ def check_train_resume(root: Path, device: torch.device, sizes: dict, out: Path)
 
 
 def check_packed_smoke(device: torch.device, sizes: dict, home: Path) -> dict[str, Any]:
+    import gc
+
     import optuna
+
+    gc.collect()  # the largest model's cached blocks must not sit beside the packed workers' shares
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
     env = dict(os.environ, IM2LATEX_HOME=str(home), TRIALS_PER_GPU=str(sizes["workers"]))
     env.pop("MLFLOW_TRACKING_URI", None)

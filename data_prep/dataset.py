@@ -242,19 +242,8 @@ def build_loader(
     generator = torch.Generator().manual_seed(seed)  # reproducible per-worker seeds (augmentation)
     # Workers are started afresh each epoch rather than kept (persistent_workers): the loop reseeds the
     # loader's generator per epoch, so each epoch's augmentations are the same whether the run was resumed or
-    # not, and a fork costs milliseconds against an epoch.
+    # not, and a fork costs milliseconds against an epoch. torch runs each worker on one intra-op thread
+    # itself; OpenCV's pool must not be reconfigured in a forked worker (cv2.setNumThreads there waits
+    # forever on the parent's pool state).
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch, num_workers=num_workers,
-                      pin_memory=pin_memory, generator=generator,
-                      worker_init_fn=single_threaded_worker if num_workers > 0 else None)
-
-
-def single_threaded_worker(worker_id: int) -> None:
-    """Each loader worker does one image at a time on one core: with a thread pool per worker (torch's,
-    OpenCV's), k workers would start k x cores threads and fight the training process for the cores."""
-    torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # albumentations brings OpenCV; without it there is no pool to limit
-        pass
+                      pin_memory=pin_memory, generator=generator)

@@ -78,6 +78,7 @@ def _conv_stack(channels: list[int], pools: list[str]) -> nn.Sequential:
 
 
 class CNNRNN(ImageToLatexModel):
+    cpu_bf16 = False  # oneDNN has no bf16 LSTM kernel here: autocast would only add casts around it
     def __init__(self, config: CNNRNNConfig, vocab_size: int):
         super().__init__()
         self.config = config

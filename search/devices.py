@@ -19,8 +19,11 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def is_gpu_spec(spec: StudySpec) -> bool:
-    device = str((spec.base.get("trainer") or {}).get("device", "auto")).lower()
-    return device.startswith("cuda") or _has_cpu_profile(spec.name)
+    return _pins_cuda(spec) or _has_cpu_profile(spec.name)
+
+
+def _pins_cuda(spec: StudySpec) -> bool:
+    return str((spec.base.get("trainer") or {}).get("device", "auto")).lower().startswith("cuda")
 
 
 def _has_cpu_profile(name: str) -> bool:
@@ -57,6 +60,9 @@ def require_device(spec: StudySpec, device: str) -> str | None:
     cpu hides the GPUs (so every trial's `trainer.device: auto` resolves to the CPU); cuda, or auto on a
     GPU-sized spec, needs a usable GPU."""
     if device == "cpu":
+        if _pins_cuda(spec):  # hiding the GPUs would only make every trial fail in resolve_device
+            return (f"study {spec.name} sets trainer.device: cuda in its base; set it to auto to run it on "
+                    "the CPU with --device cpu")
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before any CUDA call: inherited by the workers too
         return None
     if device == "auto" and not is_gpu_spec(spec):
@@ -65,6 +71,8 @@ def require_device(spec: StudySpec, device: str) -> str | None:
     if problem is None:
         return None
     why = f"study {spec.name} is sized for a GPU" if device == "auto" else "--device cuda was asked for"
+    if _pins_cuda(spec):
+        return f"{why} and none is usable here: {problem} (its base sets trainer.device: cuda)"
     cpu = f"make study NAME={spec.name}-cpu, or " if _has_cpu_profile(spec.name) else ""
     return f"{why} and none is usable here: {problem}. On the CPU: {cpu}--device cpu (make study DEVICE=cpu)"
 

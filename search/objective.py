@@ -8,7 +8,8 @@ a `reason` user attr (TPE learns from pruned trials, not from failed ones); any 
 recorded with its traceback and re-raised so Optuna marks it FAIL and the study goes on. An error that
 leaves the GPU unusable (training.cuda_faults) FAILs the trial and sets `fatal`: the worker then stops, so
 its launcher replaces it with a fresh process. A trial's last.pt (weights + optimizer, the resume point) is
-deleted when the trial ends, and kept only when it was cut short and will run again.
+deleted once the trial's end is stored (`drop_resume_point`, a study callback), and kept when it was cut
+short or its end could not be stored: then it runs again, from there.
 """
 
 from __future__ import annotations
@@ -120,16 +121,11 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
-            value = self._objective(trial)
+            return self._objective(trial)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", INTERRUPTED)  # runner.requeue_interrupted enqueues it again
             self.interrupted.append(trial.number)
             raise
-        except BaseException:
-            _drop_resume_point(trial)
-            raise
-        _drop_resume_point(trial)
-        return value
 
     def _objective(self, trial: optuna.Trial) -> float | list[float]:
         start = time.perf_counter()
@@ -301,9 +297,13 @@ class TrialObjective:
             if attempt == 1 or config.trainer.batch_size % accum:
                 trial.set_user_attr("oom_retries", attempt)
                 raise PruneTrial("oom", callback.last_epoch, message)
-            # the epochs done stay done: the retry continues from the last.pt they left
+            # the epochs done stay done: the retry continues from the last.pt they left (a spec with
+            # save_every_epoch: false has none, and its retry starts over; Optuna keeps the first reports)
             resume = (out_dir / "last.pt").exists()
-            resumed_at = callback.last_epoch if resume else resumed_at
+            if resume:
+                from training.checkpoint import load_checkpoint
+
+                resumed_at = int(load_checkpoint(out_dir / "last.pt")["epoch"])
             log.warning("trial %d: out of memory (%s); retrying with grad_accum_steps=%d%s", trial.number,
                         message, accum, f" from epoch {resumed_at + 1}" if resume else "")
             trial.set_user_attr("oom_retries", 1)
@@ -316,9 +316,11 @@ class TrialObjective:
         raise AssertionError("unreachable")
 
 
-def _drop_resume_point(trial: optuna.Trial) -> None:
-    """A trial that ended (complete, pruned, failed) will not resume: its last.pt, the size of the model
-    and optimizer together, would only fill the disk (best.pt stays, for export and MLflow)."""
+def drop_resume_point(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A study callback: a trial whose end is stored (complete, pruned, failed) will not resume, so its
+    last.pt, the size of the model and optimizer together, would only fill the disk (best.pt stays, for
+    export and MLflow). Optuna runs callbacks only after the trial's state is written; a trial cut short
+    (Ctrl-C, a storage that stopped taking writes) never gets here and keeps its resume point."""
     folder = trial.user_attrs.get("trial_dir")
-    if folder:
+    if folder and trial.state.is_finished():
         (Path(folder) / "last.pt").unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from core.typed_config import flatten
 from search.config_paths import base_config_dict, resolved_base
-from search.objective import TrialObjective
+from search.objective import TrialObjective, drop_resume_point
 from search.recovery import PID_ATTR, recover_stale_trials
 from search.space import objective_metric
 from search.spec import StudySpec
@@ -59,13 +59,18 @@ def run_worker(
         if objective.fatal is not None:
             study.stop()
 
+    def release_gpu_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if objective.fatal is None:  # a dead CUDA context would raise the same error again
+            _release_gpu_memory(study, trial)
+
     try:
         study.optimize(
             objective,
             n_trials=n_trials,
             timeout=timeout if timeout is not None else spec.budget.timeout,
             catch=(Exception,),
-            callbacks=[recover_after_trial, *callbacks, stop_if_gpu_unusable, _release_gpu_memory],
+            callbacks=[recover_after_trial, drop_resume_point, *callbacks, stop_if_gpu_unusable,
+                       release_gpu_memory],
         )
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from core.paths import REPO_ROOT
 from search.studies import WORKER_INDEX_ENV
+from training.runtime import machine_cores
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def launch(
         env = dict(os.environ)
         env[WORKER_INDEX_ENV] = str(index)  # each worker's sampler draws its own stream
         # workers split the cores instead of each starting a thread (or a loader process) per core
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(slots))))
+        env.setdefault("OMP_NUM_THREADS", str(max(1, machine_cores() // len(slots))))
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot
             env[GPU_SHARE_ENV] = str(slots.count(slot))

@@ -76,13 +76,14 @@ def load_model(path: Path, device: str | torch.device = "cpu"):
     from data_prep.vocab import Vocab
     from models import build_model
     from training.config import load_train_config
+    from training.runtime import to_device
 
     ckpt = load_checkpoint(path)
     config = load_train_config(ckpt["config"])
     vocab = Vocab(ckpt["vocab"])
     model = build_model(config.model, len(vocab))
     model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), vocab, config
+    return to_device(model, torch.device(device)).eval(), vocab, config
 
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "load_model", "rng_state", "save_checkpoint", "set_rng_state"]

@@ -101,7 +101,9 @@ class TrainerConfig:
     early_stopping_patience: int = 0  # validations without a better `monitor` before stopping; 0 = off
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision as the device does it best (training.precision); CPU runs fp32
+    # auto: bf16 where the device has it natively (CUDA 8.0+, CPUs with AMX/AVX512-BF16), fp16 on older GPUs,
+    # else fp32; true forces mixed precision, false is fp32 (training.precision)
+    amp: bool | Literal["auto"] = "auto"
     val_decode: Literal["greedy", "beam"] = "greedy"
     beam_width: int = 5
     length_penalty: float = 0.0

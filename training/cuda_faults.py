@@ -16,6 +16,7 @@ import torch
 OOM_MARKERS = (
     "out of memory",  # CUDA's own message, in OutOfMemoryError and in "CUDA error: out of memory"
     "CUBLAS_STATUS_ALLOC_FAILED",
+    "CUBLAS_STATUS_NOT_INITIALIZED",  # cublasCreate's usual report when no memory is left for its handle
     "CUDNN_STATUS_ALLOC_FAILED",
     "DefaultCPUAllocator: can't allocate memory",
 )

@@ -37,7 +37,7 @@ def measure_decode_speed(
     *,
     n_formulas: int,
     max_len: int | None,
-    amp: bool = True,
+    amp: bool | str = "auto",
 ) -> dict[str, float]:
     """{'decode/ms_per_formula', 'decode/formulas_per_s'} over the first `n_formulas` images of `loader`
     (an unshuffled validation loader); {} when it has none."""
@@ -52,7 +52,7 @@ def measure_decode_speed(
         return {}
     was_training = model.training
     model.eval()
-    with autocast(device, amp):
+    with autocast(device, amp, model):
         for images in batches:  # one warm-up per shape: batch-1 (one per bucket) and each batch
             greedy_decode(model, images[:1], max_len=WARM_UP_TOKENS, stop_at_eos=False)
             greedy_decode(model, images, max_len=WARM_UP_TOKENS, stop_at_eos=False)

@@ -74,7 +74,7 @@ def evaluate(
     vocab: Vocab,
     *,
     device: torch.device,
-    amp: bool = True,
+    amp: bool | str = "auto",
     label_smoothing: float = 0.0,
     method: str = "greedy",
     beam_width: int = 5,
@@ -97,7 +97,7 @@ def evaluate(
         for batch in iterator:
             images = batch.images.to(device, non_blocking=True)
             targets = trim_targets(batch.targets, max_out).to(device, non_blocking=True)
-            with autocast(device, amp):
+            with autocast(device, amp, model):
                 # one encoder pass serves both the teacher-forced loss and the decoding
                 memory = model.encode(images)
                 logits = model.decode(memory, targets[:, :-1])  # (B, T-1, V)

@@ -50,6 +50,7 @@ from training.runtime import (
     resolve_device,
     seed_everything,
     shutdown_loader_iterator,
+    to_device,
 )
 from training.schedules import build_schedule
 from training.step import LossMeter, StepSetup, train_step
@@ -89,7 +90,6 @@ class _Run:
         self.cfg, self.out_dir, self.callbacks = config, out_dir, callbacks
         t, d = config.trainer, config.data
         self.device = resolve_device(t.device)
-        self.precision = choose_precision(self.device, t.amp)
         seed_everything(t.seed)
         root = resolve_dataset(d.dataset)
         self.vocab = Vocab.load(Path(root) / "vocab.json")
@@ -110,7 +110,9 @@ class _Run:
                     f"dataset {root}: split {split!r} has no formulas to train or score on; "
                     "choose a labelled split (data.train_split / data.val_split)"
                 )
-        self.model = build_model(config.model, len(self.vocab)).to(self.device)
+        model = build_model(config.model, len(self.vocab))
+        self.precision = choose_precision(self.device, t.amp, type(model).cpu_bf16)
+        self.model = to_device(model, self.device, channels_last=self.precision.mode != "fp32")
         self.optimizer = build_optimizer(self.model, config.optim)
         self.schedule = build_schedule(
             self.optimizer, config.schedule, len(self.train_loader), t.epochs, t.monitor_mode

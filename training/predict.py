@@ -100,7 +100,7 @@ def predict_images(
 ) -> list[PredictionRow]:
     """One PredictionRow per path, in order; unusable inputs carry `error` and an empty prediction."""
     dev = resolve_device(device)
-    model, vocab, _ = load_model(checkpoint, dev)
+    model, vocab, config = load_model(checkpoint, dev)
     ckpt = load_checkpoint(checkpoint)
     options = image_options(ckpt.get("image_options"))
     ink = InkOptions.from_dict(ckpt.get("ink_options"))
@@ -122,7 +122,7 @@ def predict_images(
         for batch in tqdm(batches, desc="predict", disable=not progress, dynamic_ncols=True):
             images = torch.from_numpy(np.stack([p for _, p in batch])).unsqueeze(1)  # (B, 1, H, W)
             images = images.to(dev).float().div_(255.0)
-            with autocast(dev, enabled=True):
+            with autocast(dev, config.trainer.amp, model):
                 decoded = decode_images(model, images, method=method, beam_width=beam_width, max_len=max_len)
             for (index, _), seq, score in zip(batch, decoded.sequences, decoded.scores, strict=True):
                 rows[index].prediction = " ".join(vocab.decode(seq))

@@ -44,12 +44,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """Inference autocast in the precision training.precision chooses for `device` (bf16 where native, fp16
-    on older GPUs, fp32 on the CPU): validation, predict and the decode-speed timing all decode this way."""
+def autocast(
+    device: torch.device, amp: bool | str = "auto", model: torch.nn.Module | None = None
+) -> contextlib.AbstractContextManager:
+    """Inference autocast in the precision training.precision chooses for `device` and `model`'s family:
+    validation, predict and the decode-speed timing all run this way (models.decoding keeps the CPU's
+    token-by-token decoder steps in fp32 under it)."""
     from training.precision import choose_precision
 
-    return choose_precision(device, enabled).autocast(device)
+    return choose_precision(device, amp, getattr(model, "cpu_bf16", True)).autocast(device)
+
+
+def to_device(model: torch.nn.Module, device: torch.device, channels_last: bool = True) -> torch.nn.Module:
+    """The model on `device`, its convolution weights channels-last unless asked not to: the layout
+    oneDNN's and cuDNN's fast kernels (bf16, tensor cores) work in; the (B, 1, H, W) input is channels-last
+    as it is. An fp32 run (`trainer.amp: false`) keeps the default layout: it is the baseline."""
+    if not channels_last:
+        return model.to(device)
+    return model.to(device=device, memory_format=torch.channels_last)
 
 
 # Above this many distinct training image sizes, cuDNN's per-shape autotuning costs more than it saves:
@@ -68,30 +80,54 @@ def configure_cudnn(device: torch.device, n_shapes: int) -> bool:
     return on
 
 
-def usable_cores() -> int:
-    """Cores this process may use: OMP_NUM_THREADS when a launcher split the machine between workers, else
-    the CPU affinity mask (a container's or Slurm's share), else every core."""
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    if threads.isdigit() and int(threads) > 0:
-        return int(threads)
+def machine_cores() -> int:
+    """The cores this process may run on: the CPU affinity mask (a container's or Slurm's share), which
+    `os.cpu_count()` ignores."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
 
 
+def usable_cores() -> int:
+    """This process's share: OMP_NUM_THREADS when a launcher split the machine between workers (never
+    more than the affinity mask allows), else the affinity mask."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        return min(int(threads), machine_cores())
+    return machine_cores()
+
+
 MAX_LOADER_WORKERS = 8
+SHM_PER_LOADER_WORKER = 128 * 2**20  # two prefetched float32 batches of a large bucket, with room
+
+
+def shared_memory_bytes() -> int | None:
+    """Free space in /dev/shm, where loader workers hand batches over (None where there is none)."""
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
 
 
 def loader_workers(setting: int | None, device: torch.device) -> int:
     """`data.num_workers`, or when unset: on CUDA, this process's cores less the one that drives the GPU
-    (so augmentation, collation and pinning overlap the GPU's work); on the CPU none, since loader workers
-    would take cores from the training threads."""
+    (so augmentation, collation and pinning overlap the GPU's work), as many as /dev/shm has room for (a
+    container's default 64 MB holds none: the workers would die with a bus error); on the CPU none, since
+    loader workers would take cores from the training threads."""
     if setting is not None:
         return setting
     if device.type != "cuda":
         return 0
-    return max(1, min(MAX_LOADER_WORKERS, usable_cores() - 1))
+    workers = max(1, min(MAX_LOADER_WORKERS, usable_cores() - 1))
+    shm = shared_memory_bytes()
+    if shm is not None and shm < workers * SHM_PER_LOADER_WORKER:
+        room = int(shm // SHM_PER_LOADER_WORKER)
+        logger.warning("/dev/shm has %d MB free: %d loader worker(s) instead of %d (docker: --shm-size=2g)",
+                       shm // 2**20, room, workers)
+        workers = room
+    return workers
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -117,7 +153,9 @@ __all__ = [
     "CUDNN_BENCHMARK_MAX_SHAPES",
     "autocast",
     "configure_cudnn",
+    "to_device",
     "loader_workers",
+    "machine_cores",
     "usable_cores",
     "peak_memory_mb",
     "reset_peak_memory",

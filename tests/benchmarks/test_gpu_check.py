@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from benchmarks import gpu_check
+from training.precision import choose_precision
 
 
 def test_gpu_check_dry_run_trains_resumes_and_runs_packed_trials(tmp_path, monkeypatch):
@@ -13,7 +16,8 @@ def test_gpu_check_dry_run_trains_resumes_and_runs_packed_trials(tmp_path, monke
     out = tmp_path / "gpu_check.json"
     assert gpu_check.main(["--dry-run", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["dry_run"] is True and result["environment"]["precision"] == "fp32"
+    assert result["dry_run"] is True
+    assert result["environment"]["precision"] == choose_precision(torch.device("cpu"), "auto").mode
     resumed = result["train_resume"]
     assert resumed["resume_ok"] and resumed["resumed_epochs"] == [1, 2, 3]
     assert resumed["img_per_s_epoch1"] > 0 and resumed["img_per_s_epoch3_resumed"] > 0

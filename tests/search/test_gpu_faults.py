@@ -62,9 +62,17 @@ def test_last_pt_is_deleted_when_a_trial_ends_and_kept_when_it_is_cut(fake_study
     assert (Path(cut.user_attrs["trial_dir"]) / "last.pt").exists(), "a cut trial keeps its resume point"
 
 
-def test_a_sticky_cuda_error_fails_the_trial_and_ends_the_worker(fake_study, fake_training, capsys):
+def test_a_sticky_cuda_error_fails_the_trial_and_ends_the_worker(
+    fake_study, fake_training, capsys, monkeypatch
+):
     fake = fake_training(lambda c: "sticky")
     spec = _study(fake_study)
+
+    def dead_context():  # what any CUDA call does after a device-side assert
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", dead_context)
     with pytest.raises(GpuUnusable, match="device-side assert"):
         run_worker(spec, 4, None)
     trials = load_existing(fake_study, None).get_trials()
@@ -111,7 +119,7 @@ def test_launch_tells_each_worker_how_many_share_its_gpu_and_splits_the_cores(mo
 
 GPU_SPEC = """
 dataset: fake-data
-base: {trainer: {device: cuda, epochs: 2}}
+base: {trainer: {device: %s, epochs: 2}}
 space: {optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}}
 budget: {n_trials: 2, max_epochs: 2}
 """
@@ -121,19 +129,27 @@ budget: {n_trials: 2, max_epochs: 2}
 def test_a_gpu_study_without_a_gpu_stops_with_the_reason_unless_the_cpu_is_asked_for(
     isolated_home, monkeypatch, capsys
 ):
-    (isolated_home / "studies").mkdir()
-    (isolated_home / "studies" / "gpu-only.yaml").write_text(textwrap.dedent(GPU_SPEC), encoding="utf-8")
-    assert main(["study", "gpu-only"]) == 2
+    studies = isolated_home / "studies"
+    studies.mkdir()
+    # a GPU-sized spec is one with a CPU profile beside it (transformer / transformer-cpu)
+    (studies / "big.yaml").write_text(textwrap.dedent(GPU_SPEC % "auto"), encoding="utf-8")
+    (studies / "big-cpu.yaml").write_text(textwrap.dedent(GPU_SPEC % "auto"), encoding="utf-8")
+    (studies / "pinned.yaml").write_text(textwrap.dedent(GPU_SPEC % "cuda"), encoding="utf-8")
+    assert main(["study", "big"]) == 2
     err = capsys.readouterr().err
-    assert "sized for a GPU" in err and gpu_problem() in err and "--device cpu" in err
+    assert "sized for a GPU" in err and gpu_problem() in err
+    assert "make study NAME=big-cpu" in err and "--device cpu" in err
     assert len(err.strip().splitlines()) == 1
-    assert not (isolated_home / "studies" / "gpu-only.journal").exists(), "nothing was started"
+    assert not (studies / "big.journal").exists(), "nothing was started"
+    assert require_device(load_spec("big-cpu"), "auto") is None, "the CPU profile runs anywhere"
+    assert "--device cuda was asked for" in require_device(load_spec("big-cpu"), "cuda")
+    # a spec that pins trainer.device: cuda cannot be sent to the CPU by hiding the GPUs
+    assert "set it to auto" in require_device(load_spec("pinned"), "cpu")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert require_device(load_spec("gpu-only"), "cpu") is None
+    assert require_device(load_spec("big"), "cpu") is None
     import os
 
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "", "cpu hides the GPUs from this process and its workers"
-    assert "--device cuda was asked for" in require_device(load_spec("gpu-only"), "cuda")
 
 
 def test_gpu_problem_names_the_usual_causes(monkeypatch):

@@ -45,7 +45,11 @@ def test_smoke_study_completes_with_a_pruned_trial(smoke_home):
     assert len(states) == FIRST_TRIALS
     assert TrialState.PRUNED in states, "the hopeless-lr baseline is cut after its first epoch"
     assert TrialState.COMPLETE in states
-    assert study.best_trial.user_attrs["baseline"] == "good-transformer"
+    good = next(t for t in study.trials if t.user_attrs.get("baseline") == "good-transformer")
+    hopeless = next(t for t in study.trials if t.user_attrs.get("baseline") not in (None, "good-transformer"))
+    # which of the good baseline and the sampled trial wins is a coin toss at 64 images and 3 epochs
+    assert good.state == TrialState.COMPLETE and hopeless.state == TrialState.PRUNED
+    assert study.best_trial.number != hopeless.number and study.best_value >= good.value
     assert len(study.user_attrs["dataset_hash"]) >= 8 and study.user_attrs["code_version"]
     assert "smoke" in study.user_attrs["spec"]
 

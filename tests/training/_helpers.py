@@ -63,7 +63,8 @@ def tiny_config(dataset: Path, **sections) -> dict:
         "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.0},
         "schedule": {"name": "constant"},
         "augment": {"enabled": False},
-        "trainer": {"epochs": 2, "batch_size": 4, "progress": False, "val_max_len": 8},
+        # fp32: several tests compare runs to float tolerance; the bf16 path has its own (test_gpu_path)
+        "trainer": {"epochs": 2, "batch_size": 4, "progress": False, "val_max_len": 8, "amp": False},
     }
     return merge(base, sections)
 

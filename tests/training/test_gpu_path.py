@@ -37,6 +37,26 @@ class _OnTheGpu:
         return self.tensor
 
 
+def test_the_default_precision_trains_in_what_this_cpu_does_best(overfit_data, tmp_path):
+    """`trainer.amp: auto` (tiny_config pins fp32 for the exactness tests): bf16 and channels-last
+    convolutions on a CPU with bf16 instructions, the loss and checkpoint still fp32."""
+    from tests.training._helpers import Recorder
+
+    cfg = load_train_config(tiny_config(overfit_data, trainer={"epochs": 1, "amp": "auto",
+                                                               "decode_speed_formulas": 2}))
+    recorder = Recorder()
+    result = train(cfg, tmp_path / "auto", callbacks=[recorder])
+    expected = choose_precision(torch.device("cpu"), "auto").mode
+    assert recorder.started["precision"] == expected
+    assert math.isfinite(result.history[0]["train/loss"]) and result.decode_speed
+    weights = ckpt_io.load_checkpoint(result.best_checkpoint)["model"]
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+    if expected == "bf16":
+        model, _, _ = ckpt_io.load_model(result.best_checkpoint)
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1)
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_rng_state_restores_from_tensors_on_another_device():
     state = ckpt_io.rng_state()
     expected = [torch.rand(3), __import__("numpy").random.rand(3)]
@@ -73,7 +93,23 @@ def test_precision_follows_the_device_capability(monkeypatch):
     chosen = choose_precision(cuda, amp=True)
     assert chosen.mode == "fp16" and chosen.scales_loss and "7.5" in chosen.reason
     assert choose_precision(cuda, amp=False).mode == "fp32"
-    assert choose_precision(torch.device("cpu"), amp=True).mode == "fp32"
+    assert choose_precision(cuda, amp="auto").mode == "fp16"
+    monkeypatch.setattr(precision_module, "cuda_capability", lambda device: (6, 1))  # Pascal: no tensor cores
+    assert choose_precision(cuda, amp="auto").mode == "fp32"
+
+
+def test_cpu_precision_follows_its_bf16_instructions_and_the_model_family(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision_module, "cpu_native_bf16", lambda: "AVX512-BF16")
+    chosen = choose_precision(cpu, "auto")
+    assert chosen.mode == "bf16" and "AVX512-BF16" in chosen.reason
+    assert choose_precision(cpu, False).mode == "fp32"
+    lstm = choose_precision(cpu, "auto", cpu_bf16=False)
+    assert lstm.mode == "fp32" and "LSTM" in lstm.reason, "model 1 stays fp32 by design"
+    monkeypatch.setattr(precision_module, "cpu_native_bf16", lambda: None)
+    assert choose_precision(cpu, "auto").mode == "fp32"
+    assert choose_precision(cpu, True).mode == "bf16", "amp: true forces it"
+    assert not choose_precision(cpu, "auto").scales_loss
 
 
 def _one_weight(value: float) -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
@@ -154,26 +190,39 @@ def test_loss_meter_reads_back_once_per_interval_and_catches_a_nan_there():
 
 
 def test_loader_workers_on_cuda_only_and_from_this_process_share_of_cores(monkeypatch):
+    from training import runtime
+
     assert loader_workers(None, torch.device("cpu")) == 0
     assert loader_workers(3, torch.device("cpu")) == 3, "an explicit data.num_workers wins"
-    monkeypatch.setenv("OMP_NUM_THREADS", "6")  # a launcher split 12+ cores between two GPU workers
+    monkeypatch.setattr(runtime, "machine_cores", lambda: 12)
+    monkeypatch.setattr(runtime, "shared_memory_bytes", lambda: 8 * 2**30)
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")  # a launcher split 12 cores between two GPU workers
     assert loader_workers(None, torch.device("cuda")) == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")  # more than the affinity mask allows
+    assert loader_workers(None, torch.device("cuda")) == 8
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert loader_workers(None, torch.device("cuda")) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    monkeypatch.setattr(runtime, "shared_memory_bytes", lambda: 64 * 2**20)  # docker's default /dev/shm
+    assert loader_workers(None, torch.device("cuda")) == 0, "no room to hand batches over: none"
 
 
-def test_loader_workers_run_single_threaded(overfit_data):
-    from data_prep.dataset import build_loader, single_threaded_worker
+def test_loader_workers_run_one_thread_each_and_load_what_the_main_process_loads(overfit_data):
+    from data_prep.dataset import build_loader
     from data_prep.vocab import Vocab
 
-    loader = build_loader(overfit_data, "train", Vocab.load(overfit_data / "vocab.json"), 4, num_workers=1)
-    assert loader.worker_init_fn is single_threaded_worker
-    threads = torch.get_num_threads()
-    try:
-        single_threaded_worker(0)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(threads)
+    class Threads(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return torch.get_num_threads()
+
+    assert list(torch.utils.data.DataLoader(Threads(), num_workers=2)) == [torch.tensor([1])] * 2
+    vocab = Vocab.load(overfit_data / "vocab.json")
+    batches = [list(build_loader(overfit_data, "train", vocab, 4, num_workers=w)) for w in (0, 2)]
+    assert [b.ids for b in batches[0]] == [b.ids for b in batches[1]]
+    assert all(torch.equal(a.images, b.images) for a, b in zip(*batches, strict=True))
 
 
 def test_cudnn_autotuning_only_for_few_image_sizes():
