@@ -76,10 +76,10 @@ def cpu_native_bf16() -> str | None:
 def choose_precision(device: torch.device, amp: bool | str, cpu_bf16: bool = True) -> Precision:
     """bf16 where the device has it natively, fp16 (with loss scaling) on a GPU without it, fp32 on a CPU
     without it or when `amp` is false. `cpu_bf16=False`: the model's CPU kernels do not gain from bf16."""
-    if amp is False or amp == "false":
+    if amp is False:
         return Precision("fp32", "trainer.amp is false")
     if device.type == "cpu":
-        return _cpu_precision(forced=amp is True or amp == "true", model_gains=cpu_bf16)
+        return _cpu_precision(forced=amp is True, model_gains=cpu_bf16)
     if device.type != "cuda":
         return Precision("fp32", f"no mixed precision on {device.type}")
     major, minor = cuda_capability(device)
@@ -113,8 +113,6 @@ class StepScaler:
         self.enabled = precision.scales_loss
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.enabled)
 
-    # GradScaler.step reads its inf check back to the host once a step: fp16's one sync per step (fused
-    # optimizers would avoid it; bf16, the path of every GPU since Ampere, has none).
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
@@ -122,7 +120,8 @@ class StepScaler:
         self, optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], clip: float
     ) -> None:
         """Clip and step (GradScaler.step skips the step itself when the unscaled gradients are not finite,
-        and update() then halves the scale)."""
+        and update() then halves the scale). That check is read back to the host: fp16's one sync a step
+        (fused optimizers would avoid it; bf16, the path of every GPU since Ampere, has none)."""
         if clip > 0:
             self.scaler.unscale_(optimizer)  # a no-op when disabled
             torch.nn.utils.clip_grad_norm_(params, clip)

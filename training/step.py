@@ -89,10 +89,9 @@ class LossMeter:
 
     def __init__(self, device: torch.device, every: int | None = None):
         self.every = every or sync_interval(device)
-        self.device = device
         self.window = torch.zeros((), device=device)
         self.in_window = 0
-        self.total, self.steps, self.last = 0.0, 0, math.nan  # over the read-back steps
+        self.total, self.steps = 0.0, 0  # over the read-back steps
 
     def add(self, loss: torch.Tensor, epoch: int, step: int, last_step: bool = False) -> float | None:
         """Adds a step's loss; at a read-back (every `every` steps, and at `last_step`) returns the window's
@@ -111,11 +110,11 @@ class LossMeter:
         value = self.window.item()
         if not math.isfinite(value):
             raise NonFiniteLossError(epoch, step, value)
+        mean = value / self.in_window
         self.total, self.steps = self.total + value, self.steps + self.in_window
-        self.last = value / self.in_window
         self.window.zero_()
         self.in_window = 0
-        return self.last
+        return mean
 
     @property
     def mean(self) -> float:

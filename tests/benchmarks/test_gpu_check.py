@@ -25,7 +25,6 @@ def test_gpu_check_dry_run_trains_resumes_and_runs_packed_trials(tmp_path, monke
     packed = result["packed_smoke"]
     assert packed["exit_code"] == 0 and packed["trials"] == gpu_check.DRY["smoke_trials"]
     assert set(packed["states"]) <= {"COMPLETE", "PRUNED"}
-    assert not gpu_check.RESULT_FILE.samefile(out) if gpu_check.RESULT_FILE.exists() else True
 
 
 def test_the_largest_transformer_is_the_top_of_every_range():
