@@ -1,6 +1,8 @@
 # The front door. Every Python target depends on the .venv stamp, so a fresh machine sets itself up.
 SHELL := /bin/bash
 PY := .venv/bin/python
+# pytest-xdist workers for make test: one per core (a file's tests stay on one worker: module fixtures)
+TEST_WORKERS ?= auto
 # A matching pair from the registry: the CPU-only torch 2.13.0 in pip's find-links breaks torchvision.
 TORCH_PAIR := torch==2.14.1 torchvision==0.29.2
 
@@ -30,11 +32,11 @@ help: ## list the targets
 
 venv: .venv/.stamp ## create .venv with everything the project needs
 
-test: .venv/.stamp ## run the test suite (uses ../shared/data when present)
-	$(PY) -m pytest -q
+test: .venv/.stamp ## run the test suite (uses ../shared/data when present) [TEST_WORKERS=auto|n]
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: .venv/.stamp ## the tests not marked slow
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: .venv/.stamp ## ruff check
 	$(PY) -m ruff check .

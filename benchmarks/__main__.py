@@ -2,6 +2,7 @@
 python -m benchmarks search [--quick]: the search-strategy comparison (benchmarks/search_arms.py).
 python -m benchmarks crohme: crohme-cpu's best against hand tuning on CROHME 2013 (crohme_results.py).
 python -m benchmarks precision: the fast mode's accuracy against fp32, two seeds (precision_accuracy.py).
+python -m benchmarks compare REV [--bench NAME]: a bench at REV and here, back to back (compare_commits.py).
 
 Each bench_* module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench;
 the search comparison takes hours and writes its own benchmarks/search_results.json.
@@ -26,6 +27,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.precision_accuracy import main as precision_main
 
         return precision_main(argv[1:])
+    if argv[:1] == ["compare"]:
+        from benchmarks.compare_commits import main as compare_main
+
+        return compare_main(argv[1:])
     if argv[:1] == ["search"]:
         from benchmarks.search_arms import main as search_main
 

@@ -10,11 +10,13 @@ imports it so the registration happens on `import models`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from core.typed_config import ConfigError
@@ -24,6 +26,19 @@ DEFAULT_KIND = "transformer"
 
 class InvalidModelConfig(ConfigError):
     """A model config point that cannot be built (e.g. d_model not divisible by nhead)."""
+
+
+@contextlib.contextmanager
+def fp32_on_cpu(device: torch.device) -> Iterator[bool]:
+    """Runs the block in fp32 when it would run under the CPU's bf16 autocast, and yields True then (the
+    caller casts its bf16 inputs to fp32). For the parts that do not gain from bf16 on a CPU: small
+    per-token matmuls, whose time is per-call overhead that autocast's casts only add to, and LSTMs,
+    which oneDNN has no bf16 kernel for on many CPUs. On a GPU the block keeps the caller's precision."""
+    if device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            yield True
+    else:
+        yield False
 
 
 @dataclass

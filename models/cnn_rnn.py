@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import DecodeState, ImageToLatexModel, ModelConfig, register_model
+from models.base import DecodeState, ImageToLatexModel, ModelConfig, fp32_on_cpu, register_model
 
 MAX_ROWS = 128  # learned initial row states; taller feature maps reuse the last one
 
@@ -78,7 +79,9 @@ def _conv_stack(channels: list[int], pools: list[str]) -> nn.Sequential:
 
 
 class CNNRNN(ImageToLatexModel):
-    cpu_bf16 = False  # oneDNN has no bf16 LSTM kernel here: autocast would only add casts around it
+    # On a CPU with bf16 the conv stack (most of a training step) runs in bf16; both LSTMs and the
+    # per-token attention stay fp32 there by design (`fp32_on_cpu`): oneDNN has no bf16 LSTM kernel on
+    # many CPUs, and a step's small matmuls only gain autocast's casts.
     def __init__(self, config: CNNRNNConfig, vocab_size: int):
         super().__init__()
         self.config = config
@@ -108,7 +111,10 @@ class CNNRNN(ImageToLatexModel):
         x = self.cnn(self.normalise(images))  # (B, C, H', W')
         b, ch, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).reshape(b * h, w, ch)  # (B*H', W', C)
-        if self.config.row_encoder:
+        if not self.config.row_encoder:
+            return rows.reshape(b, h * w, ch)  # (B, H'W', M)
+        with fp32_on_cpu(x.device) as fp32:
+            rows = rows.float() if fp32 else rows
             row_ids = torch.arange(h, device=x.device).clamp(max=MAX_ROWS - 1)
             init = self.row_init(row_ids).view(h, 4, -1)  # (H', 4, He)
             init = (
@@ -127,27 +133,55 @@ class CNNRNN(ImageToLatexModel):
         state.carried = {"h": hc[:, 0], "c": hc[:, 1], "feed": hc.new_zeros(b, c.decoder_hidden)}
         return state
 
-    def decode_step(self, state: DecodeState, tokens: Tensor, step: int) -> Tensor:
-        s = state.carried
-        x = torch.cat((self.embed(tokens), s["feed"].to(torch.float32)), dim=-1)  # (B, Demb+Hd)
-        hx = (s["h"].transpose(0, 1).contiguous(), s["c"].transpose(0, 1).contiguous())  # (L, B, Hd) each
-        out, (h, c) = self.lstm(x[:, None], hx)  # out (B, 1, Hd)
-        query = out[:, 0]  # (B, Hd)
-        keys, memory = state.shared["keys"], state.shared["memory"]
+    def _embedded_gates(self, tokens: Tensor) -> Tensor:
+        """The token embedding's share of the first LSTM layer's gates, both biases included: (B, [T,] 4Hd).
+        Teacher forcing knows every token up front, so this is one matmul over all steps, not one a step."""
+        lstm, e = self.lstm, self.config.embed_dim
+        return F.linear(self.embed(tokens), lstm.weight_ih_l0[:, :e], lstm.bias_ih_l0 + lstm.bias_hh_l0)
+
+    def _step(self, gates0: Tensor, carried: dict[str, Tensor], keys: Tensor, memory: Tensor) -> dict:
+        """One decoder step from layer 0's embedded gates: the stacked LSTM cell (nn.LSTM's arithmetic,
+        gate order i, f, g, o), Luong attention, input feeding. Returns the next carried state."""
+        lstm, e, layers = self.lstm, self.config.embed_dim, self.config.decoder_layers
+        h_prev, c_prev = carried["h"], carried["c"]  # (B, L, Hd)
+        x, hs, cs = carried["feed"].to(gates0.dtype), [], []
+        for i in range(layers):
+            w_ih, w_hh = getattr(lstm, f"weight_ih_l{i}"), getattr(lstm, f"weight_hh_l{i}")
+            if i == 0:
+                gates = torch.addmm(gates0, x, w_ih[:, e:].t())  # the fed-back attention output's share
+            else:
+                x = F.dropout(x, lstm.dropout, self.training)  # nn.LSTM's dropout between layers
+                gates = F.linear(x, w_ih, getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}"))
+            gates = torch.addmm(gates, h_prev[:, i], w_hh.t())
+            in_gate, forget, cell, out_gate = gates.chunk(4, dim=1)
+            c = torch.sigmoid(forget) * c_prev[:, i] + torch.sigmoid(in_gate) * torch.tanh(cell)
+            x = torch.sigmoid(out_gate) * torch.tanh(c)
+            hs.append(x)
+            cs.append(c)
+        query = x  # (B, Hd)
         scores = torch.bmm(keys, query[:, :, None].to(keys.dtype))[:, :, 0]  # (B, S)
         weights = torch.softmax(scores.float(), dim=-1)
         context = torch.bmm(weights[:, None].to(memory.dtype), memory)[:, 0]  # (B, M)
-        feed = self.drop(
-            torch.tanh(self.combine(torch.cat((query, context.to(query.dtype)), dim=-1)))
-        )  # (B, Hd)
-        state.carried = {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "feed": feed}
-        return self.head(feed)  # (B, V)
+        feed = self.drop(torch.tanh(self.combine(torch.cat((query, context.to(query.dtype)), dim=-1))))
+        return {"h": torch.stack(hs, dim=1), "c": torch.stack(cs, dim=1), "feed": feed}
+
+    def decode_step(self, state: DecodeState, tokens: Tensor, step: int) -> Tensor:
+        keys, memory = state.shared["keys"], state.shared["memory"]
+        state.carried = self._step(self._embedded_gates(tokens), state.carried, keys, memory)
+        return self.head(state.carried["feed"])  # (B, V)
 
     def decode(self, memory: Tensor, tgt_in: Tensor) -> Tensor:
-        # input feeding makes each step depend on the previous one, so teacher forcing also steps
-        state = self.init_decode_state(memory, tgt_in.shape[1])
-        logits = [self.decode_step(state, tgt_in[:, t], t) for t in range(tgt_in.shape[1])]
-        return torch.stack(logits, dim=1)  # (B, T, V)
+        # input feeding makes each step depend on the previous one, so teacher forcing also steps; what
+        # does not depend on it runs once over all steps: the embedding's gates before, the head after
+        with fp32_on_cpu(memory.device) as fp32:
+            memory = memory.float() if fp32 else memory
+            state = self.init_decode_state(memory, tgt_in.shape[1])
+            gates = self._embedded_gates(tgt_in)  # (B, T, 4Hd)
+            carried, keys, feeds = state.carried, state.shared["keys"], []
+            for t in range(tgt_in.shape[1]):
+                carried = self._step(gates[:, t], carried, keys, memory)
+                feeds.append(carried["feed"])
+            return self.head(torch.stack(feeds, dim=1))  # (B, T, V)
 
 
 def _build(config: ModelConfig, vocab_size: int) -> CNNRNN:

@@ -100,15 +100,23 @@ class ResNetTransformer(ImageToLatexModel):
     def init_decode_state(self, memory: Tensor, max_len: int) -> DecodeState:
         state = DecodeState(capacity=max_len)
         for i, layer in enumerate(self.layers):
-            state.shared[f"mk{i}"], state.shared[f"mv{i}"] = layer.cross_attn.project_kv(memory)
+            # contiguous once per decode: attention reads these every step
+            mk, mv = (t.contiguous() for t in layer.cross_attn.project_kv(memory))
+            state.shared[f"mk{i}"], state.shared[f"mv{i}"] = mk, mv
+            # the self-attention cache, written in place step by step; beam search reorders its filled part
+            for name in (f"self{i}.k", f"self{i}.v"):
+                state.carried[name] = mk.new_empty(mk.shape[0], mk.shape[1], max_len, mk.shape[3])
+                state.time_dims[name] = 2
         return state
 
     def decode_step(self, state: DecodeState, tokens: Tensor, step: int) -> Tensor:
-        x = self._embed(tokens[:, None], step)  # (B, 1, E)
+        x = self._embed(tokens[:, None], step)[:, 0]  # (B, E)
+        shared, carried = state.shared, state.carried
         for i, layer in enumerate(self.layers):
-            memory_kv = (state.shared[f"mk{i}"], state.shared[f"mv{i}"])
-            x = layer(x, memory_kv, cache=(state, f"self{i}"), step=step)
-        return self.head(self.final_norm(x))[:, 0]  # (B, V)
+            cache = (carried[f"self{i}.k"], carried[f"self{i}.v"])
+            x = layer.step(x, (shared[f"mk{i}"], shared[f"mv{i}"]), cache, step)
+        state.length = step + 1
+        return self.head(self.final_norm(x))  # (B, V)
 
 
 def _build(config: ModelConfig, vocab_size: int) -> ResNetTransformer:

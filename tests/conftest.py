@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from core.paths import shared_data_dir
+
+
+def pytest_configure(config):
+    """Under `pytest -n N` (make test), each of the N workers gets its share of the cores: N processes with
+    a full-width OpenMP pool each would spin-wait for cores the others hold. Subprocesses a test starts
+    inherit the share through OMP_NUM_THREADS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))
+        torch.set_num_threads(share)
 
 
 def _shared(name: str):
