@@ -92,7 +92,8 @@ def arm_spec(plan: Plan, arm: str) -> StudySpec:
     data = json.loads(json.dumps(plan.spec.data, default=str))
     data.pop("enqueue", None)  # an older spec's baselines: the hand arms measure them
     data["name"] = f"bench-{plan.spec.name}{'-quick' if plan.quick else ''}-{arm}"
-    data["budget"] = {**data["budget"], "n_trials": 10_000}  # the epoch budget stops it, not a count
+    # the epoch budget stops it, not a count; the trial that would cross it is cut at it (search.epoch_budget)
+    data["budget"] = {**data["budget"], "n_trials": 10_000, "total_epochs": plan.budget_epochs}
     if arm == "random":
         data["sampler"] = {"name": "random", "seed": data["sampler"].get("seed", 0)}
     if arm in ("random", "tpe"):
@@ -213,20 +214,18 @@ def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
     if done < plan.budget_epochs:
         print(f"[{arm}] {done}/{plan.budget_epochs} epochs consumed; searching", flush=True)
 
-        def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        def say_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             info = search_summary(study)
             print(
                 f"[{arm}] trial {trial.number} {trial.state.name} after {trial_epochs(trial)} epoch(s): "
                 f"{info['epochs_consumed']}/{plan.budget_epochs} epochs, best {info['best_val_avg']}",
                 flush=True,
             )
-            if info["epochs_consumed"] >= plan.budget_epochs:
-                study.stop()
 
         tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR))
         status = "KILLED"
         try:
-            runner.run_worker(spec, spec.budget.n_trials, storage, callbacks=[stop_at_budget])
+            runner.run_worker(spec, spec.budget.n_trials, storage, callbacks=[say_progress])
             status = "FINISHED"
         finally:
             tracker.finish_parent(status)

@@ -27,9 +27,10 @@ from optuna.trial import TrialState
 from core.paths import mlruns_dir
 from search import runner, studies, workers
 from search.devices import DEVICE_CHOICES, require_device
+from search.epoch_budget import epochs_spent
 from search.recovery import PID_ATTR as WORKER_PID
 from search.recovery import WORKER_DIED, recover_stale_trials
-from search.spec import load_spec
+from search.spec import StudySpec, load_spec
 from search.storage import describe_storage
 from search.study_progress import StudyProgress, cpu_note
 from search.tracking import PARENT_ATTR, StudyTracker, get_client, tracker_or_none, tracking_uri
@@ -83,7 +84,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             f"study {spec.name} already has {studies.count_finished(study)} finished trials (budget "
             f"{spec.budget.n_trials}); pass --trials n to add more"
         )
-        return _finish(study, "FINISHED", target)
+        return _finish(study, "FINISHED", target, spec)
     gpus = workers.visible_gpus()
     per_gpu = int(os.environ.get("TRIALS_PER_GPU", "1"))
     slots = workers.plan_slots(args.workers, gpus, per_gpu)
@@ -107,7 +108,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             trial_status = progress.trial_status
             runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], status=trial_status)
         else:
-            left = functools.partial(_left_to_run, study, target)
+            left = functools.partial(_left_to_run, study, target, spec)
             deaths = workers.launch(spec.name, slots, n, args.storage, poll=progress, remaining=left)
     except KeyboardInterrupt:
         status = "KILLED"
@@ -115,7 +116,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     except runner.GpuUnusable as exc:
         progress.close()
         print(f"error: {exc}", file=sys.stderr)
-        _finish(study, "FAILED", target)
+        _finish(study, "FAILED", target, spec)
         return workers.EXIT_GPU_UNUSABLE
     except (runner.StorageLost, OSError) as exc:
         if isinstance(exc, OSError):  # the parent's own storage write (a worker's death, recovered)
@@ -131,7 +132,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         progress.close()
     for report in deaths:
         print(f"warning: {report}; its trial was failed ({WORKER_DIED}) and enqueued again")
-    return _finish(study, status, target)
+    return _finish(study, status, target, spec)
 
 
 def _close_parent(tracker: StudyTracker | None, status: str) -> None:
@@ -143,10 +144,17 @@ def _close_parent(tracker: StudyTracker | None, status: str) -> None:
         print(f"warning: could not close the study's MLflow run ({reason})", file=sys.stderr)
 
 
-def _left_to_run(study: optuna.Study, target: int, live: dict[int, int]) -> int:
+def _epochs_spent(study: optuna.Study, spec: StudySpec) -> bool:
+    """Whether the spec's epoch budget (`budget.total_epochs`) is used up: the study is done then."""
+    return spec.budget.total_epochs is not None and epochs_spent(study) >= spec.budget.total_epochs
+
+
+def _left_to_run(study: optuna.Study, target: int, spec: StudySpec, live: dict[int, int]) -> int:
     """Trials no live worker will run: the budget less what is counted, running, or still assigned to a
     live worker ({pid: its --trials}, less the trials it started)."""
     recover_stale_trials(study)  # the dead worker's trial runs again: it is left to do
+    if _epochs_spent(study, spec):
+        return 0
     trials = study.get_trials(deepcopy=False)
     started = Counter(t.user_attrs.get(WORKER_PID) for t in trials if t.state != TrialState.WAITING)
     pending = sum(max(share - started[pid], 0) for pid, share in live.items())
@@ -154,7 +162,7 @@ def _left_to_run(study: optuna.Study, target: int, live: dict[int, int]) -> int:
     return max(target - studies.count_finished(study) - running - pending, 0)
 
 
-def _finish(study: optuna.Study, status: str, target: int) -> int:
+def _finish(study: optuna.Study, status: str, target: int, spec: StudySpec) -> int:
     """Close the parent run and say the truth: exit 0 only when the budget was met, nothing is left
     RUNNING by a dead worker and not every trial failed; 130 after Ctrl-C/SIGTERM."""
     tracker = tracker_or_none(study.study_name, study.user_attrs.get(PARENT_ATTR))
@@ -182,7 +190,7 @@ def _finish(study: optuna.Study, status: str, target: int) -> int:
         print(f"error: every trial of study {name} failed; each traceback is in its trial's user attrs and "
               f"MLflow run (python -m search report {name})", file=sys.stderr)  # fmt: skip
         return 1
-    if finished < target:
+    if finished < target and not _epochs_spent(study, spec):
         print(f"error: the budget was not met: {finished} of {target} trials counted (see the warnings "
               "above); run the same command again to finish it", file=sys.stderr)  # fmt: skip
         return 1

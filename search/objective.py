@@ -29,6 +29,7 @@ import torch
 from core.paths import runs_dir
 from core.typed_config import ConfigError, set_path, to_dict
 from models import validate as validate_model
+from search.epoch_budget import BUDGET_REASON, cut_by_budget
 from search.objectives import (
     DECODE_CONSTRAINT_KEY,
     EPOCH_VALUES_ATTR,
@@ -76,6 +77,7 @@ class _ReportCallback(Callback):
         self.curve: dict[str, float] = {}
         self.optuna_seconds = 0.0
         self.last_epoch = 0
+        self.reported = 0  # epochs reported to Optuna (the epoch budget counts these)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
         self.last_epoch = epoch
@@ -90,10 +92,12 @@ class _ReportCallback(Callback):
             return
         start = time.perf_counter()
         self.trial.report(float(value), epoch)
+        self.reported += 1
         prune = self.trial.should_prune()
         self.optuna_seconds += time.perf_counter() - start
         if prune:
-            raise PruneTrial("pruner", epoch, f"{self.metric}={value:.3f}")
+            reason = BUDGET_REASON if cut_by_budget(self.trial.study, self.reported) else "pruner"
+            raise PruneTrial(reason, epoch, f"{self.metric}={value:.3f}")
 
 
 def _free_memory() -> None:

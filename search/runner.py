@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from core.typed_config import flatten
 from search.config_paths import base_config_dict, resolved_base
+from search.epoch_budget import epochs_spent, stop_at_epoch_budget
 from search.objective import TrialObjective, drop_resume_point
 from search.recovery import PID_ATTR, recover_stale_trials
 from search.space import objective_metric
@@ -63,6 +64,10 @@ def run_worker(
         if objective.fatal is None:  # a dead CUDA context would raise the same error again
             _release_gpu_memory(study, trial)
 
+    total = spec.budget.total_epochs
+    budget_stop = [] if total is None else [stop_at_epoch_budget(total)]
+    if total is not None and epochs_spent(study) >= total:
+        return study  # spent already: a rerun of a finished study starts nothing
     try:
         study.optimize(
             objective,
@@ -70,7 +75,7 @@ def run_worker(
             timeout=timeout if timeout is not None else spec.budget.timeout,
             catch=(Exception,),
             callbacks=[recover_after_trial, drop_resume_point, *callbacks, stop_if_gpu_unusable,
-                       release_gpu_memory],
+                       release_gpu_memory, *budget_stop],
         )
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)

@@ -74,6 +74,7 @@ class Budget:
     n_trials: int = 20
     timeout: float | None = None  # seconds, per `study` invocation
     max_epochs: int | None = None  # caps trainer.epochs and is Hyperband's max_resource
+    total_epochs: int | None = None  # epochs all trials together may train (search.epoch_budget)
 
 
 @dataclass(frozen=True)
@@ -346,8 +347,9 @@ def _section(cls: type, value: Any, key: str) -> Any:
 def _check_sections(spec: StudySpec) -> None:
     if spec.budget.n_trials < 1:
         raise SpecError(f"budget.n_trials: {spec.budget.n_trials!r} must be at least 1")
-    if spec.budget.max_epochs is not None and spec.budget.max_epochs < 1:
-        raise SpecError(f"budget.max_epochs: {spec.budget.max_epochs!r} must be at least 1")
+    for key in ("max_epochs", "total_epochs"):
+        if getattr(spec.budget, key) is not None and getattr(spec.budget, key) < 1:
+            raise SpecError(f"budget.{key}: {getattr(spec.budget, key)!r} must be at least 1")
     if not 0 < spec.pruner.percentile < 100:
         raise SpecError(f"pruner.percentile: {spec.pruner.percentile!r} must be between 0 and 100")
     if (spec.pruner.n_startup_trials or 0) < 0:
