@@ -18,7 +18,8 @@ it would have recorded). Every arm's best config is then scored on
 the test split, which no search sees, with two seeds: its own full run (seed 0, as every trial trains)
 and a retrain with seed 1. Each arm is its own study (a
 journal under runs/bench-search/) and each retrain writes its result beside its run, so an interrupted
-benchmark continues where it stopped. Results: benchmarks/search_results.json and .html
+benchmark continues where it stopped; a stored run or score is reused only under the same config, seed,
+dataset content and code version (`run_key`). Results: benchmarks/search_results.json and .html
 (benchmarks/search_results.py).
 """
 
@@ -44,6 +45,7 @@ from search.config_paths import base_config_dict
 from search.pruners import create_pruner
 from search.recovery import rerun_trials
 from search.spec import StudySpec, load_spec, parse_spec
+from search.studies import code_version, dataset_hash
 from search.tracking import PARENT_ATTR, StudyTracker
 
 log = logging.getLogger(__name__)
@@ -275,7 +277,7 @@ def train_once(plan: Plan, arm: str, tag: str, config: dict[str, Any], *, seed: 
 
     config = json.loads(json.dumps(config))
     config["trainer"]["seed"] = seed
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    digest = run_key(plan, config)
     out = plan.work / arm / f"{tag}-seed{seed}"
     stored = out / "bench_result.json"
     if stored.exists():
@@ -340,15 +342,27 @@ def retrain_and_test(plan: Plan, arm: str, summary: dict[str, Any]) -> dict[str,
     }
 
 
+def run_key(plan: Plan, what: Any) -> str:
+    """The key a stored run or score is reused under: `what` (a config, its seed included, or a
+    checkpoint's bytes), the dataset's content, the code and the test slice. A key of the config alone
+    served numbers from older code or another dataset as if they were fresh."""
+    if isinstance(what, Path):
+        what = hashlib.sha256(what.read_bytes()).hexdigest()
+    parts = [what, dataset_hash(plan.spec.dataset), code_version(), plan.test_limit]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _cached_test_score(plan: Plan, arm: str, checkpoint: Path) -> float:
     stored = plan.work / arm / "seed0-test.json"
+    key = run_key(plan, checkpoint)
     if stored.exists():
         previous = json.loads(stored.read_text())
-        if previous.get("checkpoint") == str(checkpoint):
+        if previous.get("key") == key:
             return previous["test_avg"]
     score = score_test(plan, checkpoint)
     stored.parent.mkdir(parents=True, exist_ok=True)
-    stored.write_text(json.dumps({"checkpoint": str(checkpoint), "test_avg": score}, indent=2) + "\n")
+    record = {"checkpoint": str(checkpoint), "key": key, "test_avg": score}
+    stored.write_text(json.dumps(record, indent=2) + "\n")
     return score
 
 
