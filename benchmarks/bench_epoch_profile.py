@@ -42,28 +42,29 @@ ARM = "tpe_hyperband"
 
 
 @contextmanager
-def _timed(cls: type, names: tuple[str, ...], totals: dict[str, list[float]]):
-    """Each call of the named methods of `cls` appends its wall seconds to totals[name]; restored after.
-    (The loop has no phase timer of its own: a per-step clock in it would be noise for every trial.)"""
-    originals = {name: getattr(cls, name) for name in names}
+def _timed(owner: object, names: tuple[str, ...], totals: dict[str, list[float]]):
+    """Each call of the named functions or methods of `owner` (a class, or a module whose globals the loop
+    calls them through) appends its wall seconds to totals[name]; restored after. (The loop has no phase
+    timer of its own: a per-step clock in it would be noise for every trial.)"""
+    originals = {name: getattr(owner, name) for name in names}
 
     def wrap(name: str):
-        def timed(self, *args, **kwargs):
+        def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
-                return originals[name](self, *args, **kwargs)
+                return originals[name](*args, **kwargs)
             finally:
                 totals[name].append(time.perf_counter() - start)
 
         return timed
 
     for name in names:
-        setattr(cls, name, wrap(name))
+        setattr(owner, name, wrap(name))
     try:
         yield
     finally:
         for name, method in originals.items():
-            setattr(cls, name, method)
+            setattr(owner, name, method)
 
 
 class _PerEpochSteps(Callback):
@@ -76,8 +77,8 @@ class _PerEpochSteps(Callback):
         self.info = info
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        self.last_epoch_steps = list(self.totals["_train_step"])
-        self.totals["_train_step"].clear()
+        self.last_epoch_steps = list(self.totals["train_step"])
+        self.totals["train_step"].clear()
 
 
 def profile_config() -> dict:
@@ -89,14 +90,22 @@ def profile_config() -> dict:
 
 
 def run() -> dict[str, float]:
-    config = load_train_config(profile_config())
+    return profile_epoch(profile_config())
+
+
+def profile_epoch(config_dict: dict) -> dict[str, float]:
+    """Trains `config_dict` and splits its last epoch into steps, the rest of the training pass and
+    validation (shares of the epoch's wall time)."""
+    config = load_train_config(config_dict)
     totals: dict[str, list[float]] = defaultdict(list)
     threads_before = torch.get_num_threads()
     threads = int(os.environ.get("BENCH_CPU_THREADS", "1"))
     torch.set_num_threads(threads)
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-epoch-") as out, _timed(
-            loop._Run, ("_train_epoch", "_train_step", "_validate"), totals
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-epoch-") as out,
+            _timed(loop._Run, ("_train_epoch", "_validate"), totals),
+            _timed(loop, ("train_step",), totals),  # training.step's, called through loop's globals
         ):
             watch = _PerEpochSteps(totals)
             result = loop.train(config, out, callbacks=[watch])
