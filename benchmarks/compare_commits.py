@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from core.bench import describe_device
+from core.paths import home, shared_data_dir
 from search.studies import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +28,15 @@ RUN = "import json, importlib; print('FIGURES ' + json.dumps(importlib.import_mo
 
 
 def figures_at(checkout: Path, bench: str) -> dict:
-    """Runs `bench` in a fresh interpreter inside `checkout` and returns its figures."""
+    """Runs `bench` in a fresh interpreter inside `checkout` and returns its figures. Both sides read the
+    same data: this checkout's home (data/, runs/) and shared samples, not the temporary worktree's."""
+    env = dict(os.environ)
+    env.setdefault("IM2LATEX_HOME", str(home()))
+    env.setdefault("IM2LATEX_SHARED_DATA", str(shared_data_dir()))
     done = subprocess.run(
-        [sys.executable, "-c", RUN.format(bench)], cwd=checkout, capture_output=True, text=True, check=False
-    )
+        [sys.executable, "-c", RUN.format(bench)], cwd=checkout, env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
     lines = [line for line in done.stdout.splitlines() if line.startswith("FIGURES ")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{bench} failed in {checkout}:\n{done.stderr[-2000:]}")

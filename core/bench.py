@@ -20,7 +20,7 @@ def cpu_name() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)  # the first CPU's
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)  # one CPU's: alike
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     name, flags = fields.get("model name", platform.machine()), set(fields.get("flags", "").split())
     bf16 = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]

@@ -152,9 +152,11 @@ class CNNRNN(ImageToLatexModel):
             else:
                 x = F.dropout(x, lstm.dropout, self.training)  # nn.LSTM's dropout between layers
                 gates = F.linear(x, w_ih, getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}"))
-            gates = torch.addmm(gates, h_prev[:, i], w_hh.t())
+            # the cell's arithmetic in fp32 under a GPU's autocast too, as cuDNN's LSTM keeps it: the cell
+            # state carries error across every step of a formula
+            gates = torch.addmm(gates, h_prev[:, i], w_hh.t()).float()
             in_gate, forget, cell, out_gate = gates.chunk(4, dim=1)
-            c = torch.sigmoid(forget) * c_prev[:, i] + torch.sigmoid(in_gate) * torch.tanh(cell)
+            c = torch.sigmoid(forget) * c_prev[:, i].float() + torch.sigmoid(in_gate) * torch.tanh(cell)
             x = torch.sigmoid(out_gate) * torch.tanh(c)
             hs.append(x)
             cs.append(c)

@@ -107,13 +107,14 @@ class DecoderLayer(nn.Module):
         v_cache[:, :, t : t + 1] = v
         # one query at the newest position sees every cached key, so no mask is needed
         y = F.scaled_dot_product_attention(q, k_cache[:, :, : t + 1], v_cache[:, :, : t + 1])
-        y = F.linear(y.view(b, -1), sa.out.weight, sa.out.bias)  # (B,H,1,Dh) is head-major already
+        # (B,H,1,Dh) is head-major already; reshape, not view: CUDA's attention kernel may pad Dh
+        y = F.linear(y.reshape(b, -1), sa.out.weight, sa.out.bias)
         x = x + y if self.norm_first else norm(n1, x + y)
 
         h = norm(n2, x) if self.norm_first else x
         q = F.linear(h, ca.in_proj.weight, ca.in_proj.bias).view(b, heads, 1, -1)
         y = F.scaled_dot_product_attention(q, *memory_kv)
-        y = F.linear(y.view(b, -1), ca.out.weight, ca.out.bias)
+        y = F.linear(y.reshape(b, -1), ca.out.weight, ca.out.bias)
         x = x + y if self.norm_first else norm(n2, x + y)
 
         ff_in, activation, _, ff_out = self.ff

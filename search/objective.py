@@ -29,7 +29,7 @@ import torch
 from core.paths import runs_dir
 from core.typed_config import ConfigError, set_path, to_dict
 from models import validate as validate_model
-from search.epoch_budget import BUDGET_REASON, cut_by_budget
+from search.epoch_budget import BUDGET_REASON, epochs_spent
 from search.objectives import (
     DECODE_CONSTRAINT_KEY,
     EPOCH_VALUES_ATTR,
@@ -72,18 +72,22 @@ class _ReportCallback(Callback):
     """Reports the objective to Optuna at every validated epoch and prunes when the pruner says so (a
     multi-objective study cannot report: `report=False` keeps only the NaN check)."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, report: bool = True):
+    def __init__(
+        self, trial: optuna.Trial, metric: str, report: bool = True, budget: tuple[int, int] | None = None
+    ):
         self.trial, self.metric, self.report = trial, metric, report
+        self.budget = budget  # (the study's total_epochs, this trial's epochs): search.epoch_budget
         self.curve: dict[str, float] = {}
         self.optuna_seconds = 0.0
         self.last_epoch = 0
-        self.reported = 0  # epochs reported to Optuna (the epoch budget counts these)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
         self.last_epoch = epoch
         value = metrics.get(self.metric)
-        if value is None:
-            return  # no validation this epoch
+        if value is None:  # no validation this epoch
+            if self.report:
+                self._check_budget(epoch)
+            return
         if not math.isfinite(float(value)):
             raise PruneTrial("nan", epoch, f"{self.metric} is {value}")
         if not self.report:  # the curve is kept for replay and the report, as a user attr
@@ -92,12 +96,19 @@ class _ReportCallback(Callback):
             return
         start = time.perf_counter()
         self.trial.report(float(value), epoch)
-        self.reported += 1
-        prune = self.trial.should_prune()
+        prune = self.trial.should_prune()  # first: Hyperband records the rung value either way
         self.optuna_seconds += time.perf_counter() - start
         if prune:
-            reason = BUDGET_REASON if cut_by_budget(self.trial.study, self.reported) else "pruner"
-            raise PruneTrial(reason, epoch, f"{self.metric}={value:.3f}")
+            raise PruneTrial("pruner", epoch, f"{self.metric}={value:.3f}")
+        self._check_budget(epoch)
+
+    def _check_budget(self, epoch: int) -> None:
+        """Cut at the study's epoch budget, unless this epoch is the trial's last (it completes)."""
+        if self.budget is None or epoch >= self.budget[1]:
+            return
+        total = self.budget[0]
+        if epochs_spent(self.trial.study, exclude=self.trial.number) + epoch >= total:
+            raise PruneTrial(BUDGET_REASON, epoch, f"the study's {total} epochs are spent")
 
 
 def _free_memory() -> None:
@@ -280,7 +291,9 @@ class TrialObjective:
         resume = resumed_at > 0
         for attempt in (0, 1):
             objective = self.spec.objective
-            callback = _ReportCallback(trial, objective.metric, report=not objective.multi)
+            total = self.spec.budget.total_epochs
+            budget = None if total is None else (total, config.trainer.epochs)
+            callback = _ReportCallback(trial, objective.metric, report=not objective.multi, budget=budget)
             callback.last_epoch = resumed_at
             if objective.multi:  # a resumed trial's curve goes on from its done epochs
                 callback.curve = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR, {}))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from search.epoch_budget import EpochBudgetPruner
 from search.spec import StudySpec
 
 # Optuna's own defaults for the pruners that already take n_startup_trials; none for the halving ones
@@ -53,17 +52,6 @@ def startup_trials(spec: StudySpec) -> int:
 
 
 def create_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    pruner = _spec_pruner(spec)
-    if spec.budget.total_epochs is None:
-        return pruner
-    from search.config_paths import base_config_dict
-    from training.config import TrainerConfig
-
-    epochs = spec.budget.max_epochs or base_config_dict(spec).get("trainer", {}).get("epochs")
-    return EpochBudgetPruner(pruner, spec.budget.total_epochs, epochs or TrainerConfig().epochs)
-
-
-def _spec_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     p = spec.pruner
     if spec.objective.multi or p.name == "none":  # Optuna cannot prune a multi-objective trial
         return optuna.pruners.NopPruner()

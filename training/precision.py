@@ -10,7 +10,8 @@ bf16 units (CUDA compute capability 8.0+, Ampere on). On older GPUs `torch.cuda.
 still true because bf16 is emulated, slower than fp32: those get fp16 with a GradScaler instead. A CPU runs
 bf16 where it has bf16 instructions (AMX, AVX512-BF16: oneDNN's bf16 convolutions and matmuls run natively,
 about 1.6x an fp32 training step, 1.9x with channels-last), fp32 elsewhere; a model family whose CPU kernels
-do not gain (the LSTM of model 1, which oneDNN has no bf16 kernel for here) says so and stays fp32. The
+do not gain says so (`cpu_bf16 = False`) and stays fp32; model 1 instead keeps its LSTMs in fp32 itself
+(models.base.fp32_on_cpu) and runs its conv stack in bf16. The
 loss, metrics and checkpoints stay fp32 whatever the choice: autocast only changes the matmuls and
 convolutions inside it.
 

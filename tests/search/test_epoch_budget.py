@@ -55,3 +55,16 @@ def test_a_budget_below_one_epoch_is_refused(fake_study):
     _set_budget(fake_study, total_epochs=0)
     with pytest.raises(SpecError, match="budget.total_epochs"):
         load_spec(fake_study)
+
+
+def test_a_trial_counts_its_last_validated_epoch_whatever_reported_it():
+    import optuna
+
+    from search.epoch_budget import trial_epochs
+    from search.objectives import EPOCH_VALUES_ATTR
+
+    every_other = optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={2: 10.0, 4: 20.0})
+    curve = {"1": 5.0, "2": 6.0, "3": 7.0}  # a multi-objective trial reports nothing; its curve is an attr
+    multi = optuna.trial.create_trial(state=TrialState.COMPLETE, values=[1.0, 2.0],
+                                      user_attrs={EPOCH_VALUES_ATTR: curve})  # fmt: skip
+    assert trial_epochs(every_other) == 4 and trial_epochs(multi) == 3
