@@ -19,7 +19,7 @@ the test split, which no search sees, with two seeds: its own full run (seed 0, 
 and a retrain with seed 1. Each arm is its own study (a
 journal under runs/bench-search/) and each retrain writes its result beside its run, so an interrupted
 benchmark continues where it stopped; a stored run or score is reused only under the same config, seed,
-dataset content and code version (`run_key`). Results: benchmarks/search_results.json and .html
+dataset content and source code (`run_key`). Results: benchmarks/search_results.json and .html
 (benchmarks/search_results.py).
 """
 
@@ -45,7 +45,7 @@ from search.config_paths import base_config_dict
 from search.pruners import create_pruner
 from search.recovery import rerun_trials
 from search.spec import StudySpec, load_spec, parse_spec
-from search.studies import code_version, dataset_hash
+from search.studies import dataset_hash
 from search.tracking import PARENT_ATTR, StudyTracker
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 HAND_ARMS = {"course_best": "course-best", "reference_default": "reference-default"}  # -> enqueue label
 HAND_SPEC = "transformer"  # whose enqueued baselines are the hand-tuned configs
 SEARCH_ARMS = ("random", "tpe", "tpe_hyperband")
+SOURCE_PACKAGES = ("core", "data_prep", "models", "training", "search", "benchmarks")  # source_hash reads
 STRATEGIES = (*HAND_ARMS, *SEARCH_ARMS)
 SPEC_NAME = "transformer-cpu"
 BUDGET_EPOCHS = 64  # per strategy: 8 full-fidelity trials of 8 epochs (about 3 h for the whole run)
@@ -348,8 +349,18 @@ def run_key(plan: Plan, what: Any) -> str:
     served numbers from older code or another dataset as if they were fresh."""
     if isinstance(what, Path):
         what = hashlib.sha256(what.read_bytes()).hexdigest()
-    parts = [what, dataset_hash(plan.spec.dataset), code_version(), plan.test_limit]
+    parts = [what, dataset_hash(plan.spec.dataset), source_hash(), plan.test_limit]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def source_hash() -> str:
+    """The code a result came from, by content: the Python sources of the packages and benchmarks. Not
+    `git describe --dirty`, which any edit of a tracked results file flips (and which names every
+    uncommitted change alike)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for pkg in SOURCE_PACKAGES for p in (REPO_ROOT / pkg).rglob("*.py")):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _cached_test_score(plan: Plan, arm: str, checkpoint: Path) -> float:

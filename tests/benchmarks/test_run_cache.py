@@ -14,7 +14,7 @@ from search.spec import load_spec
 @pytest.fixture
 def plan(tmp_path, monkeypatch):
     monkeypatch.setattr(search_arms, "dataset_hash", lambda dataset: "data-v1")
-    monkeypatch.setattr(search_arms, "code_version", lambda: "code-v1")
+    monkeypatch.setattr(search_arms, "source_hash", lambda: "code-v1")
     return search_arms.Plan(load_spec("smoke"), 2, tmp_path / "work", tmp_path / "out", True, test_limit=8)
 
 
@@ -36,13 +36,13 @@ def _no_training(*args, **kwargs):
     raise Trained
 
 
-@pytest.mark.parametrize("changed", ["code_version", "dataset_hash", "seed", None])
+@pytest.mark.parametrize("changed", ["source_hash", "dataset_hash", "seed", None])
 def test_a_stored_run_is_reused_only_for_the_same_config_data_and_code(plan, monkeypatch, changed):
     config = {"trainer": {"seed": 0, "epochs": 3}, "optim": {"lr": 1e-3}}
     _store(plan, config, seed=1)
     monkeypatch.setattr("training.loop.train", _no_training)
-    if changed == "code_version":
-        monkeypatch.setattr(search_arms, "code_version", lambda: "code-v2")
+    if changed == "source_hash":
+        monkeypatch.setattr(search_arms, "source_hash", lambda: "code-v2")
     elif changed == "dataset_hash":
         monkeypatch.setattr(search_arms, "dataset_hash", lambda dataset: "data-v2")
     seed = 2 if changed == "seed" else 1
@@ -63,3 +63,15 @@ def test_a_test_score_is_keyed_by_the_checkpoints_bytes_not_its_path(plan, monke
     assert search_arms._cached_test_score(plan, "tpe", checkpoint) == 11.0  # reused
     checkpoint.write_bytes(b"weights two")  # a new run wrote the same path
     assert search_arms._cached_test_score(plan, "tpe", checkpoint) == 22.0
+
+
+def test_the_source_hash_follows_the_code_not_the_result_files(tmp_path, monkeypatch):
+    for name in search_arms.SOURCE_PACKAGES:
+        (tmp_path / name).mkdir()
+    (tmp_path / "search" / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(search_arms, "REPO_ROOT", tmp_path)
+    before = search_arms.source_hash()
+    (tmp_path / "benchmarks" / "results.json").write_text("{}")  # a bench wrote its figures
+    assert search_arms.source_hash() == before
+    (tmp_path / "search" / "a.py").write_text("x = 2\n")
+    assert search_arms.source_hash() != before
