@@ -10,12 +10,15 @@ state, and the decoder is Luong-style attention with input feeding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models import step_tapes
 from models.base import DecodeState, ImageToLatexModel, ModelConfig, fp32_on_cpu, register_model
 
 MAX_ROWS = 128  # learned initial row states; taller feature maps reuse the last one
@@ -139,37 +142,50 @@ class CNNRNN(ImageToLatexModel):
         lstm, e = self.lstm, self.config.embed_dim
         return F.linear(self.embed(tokens), lstm.weight_ih_l0[:, :e], lstm.bias_ih_l0 + lstm.bias_hh_l0)
 
-    def _step(self, gates0: Tensor, carried: dict[str, Tensor], keys: Tensor, memory: Tensor) -> dict:
+    def _cell_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None]]:
+        """Per LSTM layer: its input weight (layer 0: the fed-back attention output's share) and its hidden
+        weight, both transposed, and its summed biases (layer 0's ride in the embedded gates). Taken once
+        per sequence: slicing a weight inside the step would make every step's backward write a
+        zero-filled gradient of the whole weight and add it in."""
+        lstm, e = self.lstm, self.config.embed_dim
+        out: list[tuple[Tensor, Tensor, Tensor | None]] = []
+        for i in range(self.config.decoder_layers):
+            w_ih, w_hh = getattr(lstm, f"weight_ih_l{i}"), getattr(lstm, f"weight_hh_l{i}")
+            bias = None if i == 0 else getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")
+            out.append(((w_ih[:, e:] if i == 0 else w_ih).t(), w_hh.t(), bias))
+        return out
+
+    def _step(
+        self, gates0: Tensor, carried: dict[str, Tensor], attend: Callable[[Tensor], Tensor], weights: list
+    ) -> dict:
         """One decoder step from layer 0's embedded gates: the stacked LSTM cell (nn.LSTM's arithmetic,
-        gate order i, f, g, o), Luong attention, input feeding. Returns the next carried state."""
-        lstm, e, layers = self.lstm, self.config.embed_dim, self.config.decoder_layers
+        gate order i, f, g, o, with `_cell_weights`), Luong attention (`attend`: query -> context), input
+        feeding. Returns the next carried state."""
         h_prev, c_prev = carried["h"], carried["c"]  # (B, L, Hd)
         x, hs, cs = carried["feed"].to(gates0.dtype), [], []
-        for i in range(layers):
-            w_ih, w_hh = getattr(lstm, f"weight_ih_l{i}"), getattr(lstm, f"weight_hh_l{i}")
+        for i, (w_in, w_hh, bias) in enumerate(weights):
             if i == 0:
-                gates = torch.addmm(gates0, x, w_ih[:, e:].t())  # the fed-back attention output's share
+                gates = _addmm(gates0, x, w_in)
             else:
-                x = F.dropout(x, lstm.dropout, self.training)  # nn.LSTM's dropout between layers
-                gates = F.linear(x, w_ih, getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}"))
+                x = F.dropout(x, self.lstm.dropout, self.training)  # nn.LSTM's dropout between layers
+                gates = _addmm(bias, x, w_in)
             # the cell's arithmetic in fp32 under a GPU's autocast too, as cuDNN's LSTM keeps it: the cell
             # state carries error across every step of a formula
-            gates = torch.addmm(gates, h_prev[:, i], w_hh.t()).float()
+            gates = _addmm(gates, h_prev[:, i], w_hh).float()
             in_gate, forget, cell, out_gate = gates.chunk(4, dim=1)
             c = torch.sigmoid(forget) * c_prev[:, i].float() + torch.sigmoid(in_gate) * torch.tanh(cell)
             x = torch.sigmoid(out_gate) * torch.tanh(c)
             hs.append(x)
             cs.append(c)
         query = x  # (B, Hd)
-        scores = torch.bmm(keys, query[:, :, None].to(keys.dtype))[:, :, 0]  # (B, S)
-        weights = torch.softmax(scores.float(), dim=-1)
-        context = torch.bmm(weights[:, None].to(memory.dtype), memory)[:, 0]  # (B, M)
+        context = attend(query)  # (B, M)
         feed = self.drop(torch.tanh(self.combine(torch.cat((query, context.to(query.dtype)), dim=-1))))
         return {"h": torch.stack(hs, dim=1), "c": torch.stack(cs, dim=1), "feed": feed}
 
     def decode_step(self, state: DecodeState, tokens: Tensor, step: int) -> Tensor:
         keys, memory = state.shared["keys"], state.shared["memory"]
-        state.carried = self._step(self._embedded_gates(tokens), state.carried, keys, memory)
+        attend = partial(step_tapes.attend, keys=keys, memory=memory)
+        state.carried = self._step(self._embedded_gates(tokens), state.carried, attend, self._cell_weights())
         return self.head(state.carried["feed"])  # (B, V)
 
     def decode(self, memory: Tensor, tgt_in: Tensor) -> Tensor:
@@ -179,11 +195,25 @@ class CNNRNN(ImageToLatexModel):
             memory = memory.float() if fp32 else memory
             state = self.init_decode_state(memory, tgt_in.shape[1])
             gates = self._embedded_gates(tgt_in)  # (B, T, 4Hd)
-            carried, keys, feeds = state.carried, state.shared["keys"], []
-            for t in range(tgt_in.shape[1]):
-                carried = self._step(gates[:, t], carried, keys, memory)
+            keys, memory = state.shared["keys"], state.shared["memory"]
+            weights = self._cell_weights()
+            attend = partial(step_tapes.attend, keys=keys, memory=memory)
+            if step_tapes.teacher_forcing_tapes(keys, memory, *(w for ws in weights for w in ws[:2])):
+                attend = step_tapes.AttentionTape(keys, memory).attend
+                tape = step_tapes.MatmulTape
+                weights = [(tape(w_in), tape(w_hh), bias) for w_in, w_hh, bias in weights]
+            carried, feeds = state.carried, []
+            # unbind, not gates[:, t]: each index's backward writes a zero-filled copy of all the gates
+            for step_gates in gates.unbind(1):
+                carried = self._step(step_gates, carried, attend, weights)
                 feeds.append(carried["feed"])
             return self.head(torch.stack(feeds, dim=1))  # (B, T, V)
+
+
+def _addmm(bias: Tensor, x: Tensor, weight: Tensor | step_tapes.MatmulTape) -> Tensor:
+    if isinstance(weight, step_tapes.MatmulTape):
+        return weight.addmm(bias, x)
+    return torch.addmm(bias, x, weight)
 
 
 def _build(config: ModelConfig, vocab_size: int) -> CNNRNN:
