@@ -31,6 +31,7 @@ from typing import Any
 import optuna
 
 from benchmarks.search_arms import split_metrics
+from core.bench import describe_device
 from core.paths import runs_dir
 from search.export import top_trials
 from search.spec import load_spec
@@ -88,18 +89,21 @@ def run_seed(key: str, trial: optuna.trial.FrozenTrial, seed: int, data_hash: st
     start = time.perf_counter()
     result = train(load_train_config(config), out)
     wall = round(time.perf_counter() - start, 1)
+    # the code and CPU ride with each run: a results file mixes runs reused from other sessions
     record = {"config_sha": sha, "seed": seed, "trial": trial.number, "run": str(out),
               "val_avg": result.best_metrics.get("val/avg_score"), "epochs": len(result.history),
-              "wall_s": wall, **score_test(result.best_checkpoint)}  # fmt: skip
+              "wall_s": wall, "code_version": code_version(), "device": describe_device(),
+              **score_test(result.best_checkpoint)}  # fmt: skip
     stored.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def study_run(study_name: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
-    """The study's own seed-0 run of a config, scored on test: context, not part of the means."""
+def study_run(study_name: str, trial: optuna.trial.FrozenTrial, recorded: dict | None) -> dict | None:
+    """The study's own seed-0 run of a config, scored on test: context, not part of the means. Trial
+    folders stay on the machine that ran them, so the committed figures stand in where it is gone."""
     checkpoint = trial_dir(study_name, trial) / "best.pt"
     if not checkpoint.is_file():
-        return None
+        return recorded if recorded and recorded.get("trial") == trial.number else None
     return {"trial": trial.number, "val_avg": trial.value, "epochs": len(trial.intermediate_values),
             **score_test(checkpoint)}  # fmt: skip
 
@@ -137,6 +141,7 @@ def main(argv: list[str]) -> int:
     study = load_existing(args.study, args.storage)
     data_hash = dataset_hash(load_spec(args.study).dataset)
     known = _recorded_runs()
+    committed = _recorded_configs()
     chosen = chosen_trials(study)
     missing = [k for k in ("harness_best", *BASELINES) if k not in chosen]
     configs: dict[str, dict[str, Any]] = {}
@@ -146,7 +151,7 @@ def main(argv: list[str]) -> int:
             runs.append(run_seed(key, trial, seed, data_hash, known))
             configs[key] = summarise(runs)
             write(args, study, chosen, configs, data_hash, complete=False)
-        configs[key]["study_run"] = study_run(args.study, trial)
+        configs[key]["study_run"] = study_run(args.study, trial, committed.get(key, {}).get("study_run"))
     write(args, study, chosen, configs, data_hash, complete=not missing)
     print(json.dumps({k: {m: v[m] for m in MEANS} for k, v in configs.items()}, indent=2))
     if missing:
@@ -154,13 +159,16 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _recorded_configs() -> dict[str, dict]:
+    try:
+        return json.loads(RESULTS.read_text()).get("configs", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def _recorded_runs() -> list[dict]:
     """Per-seed records of the committed results: a run finished on another machine is not redone."""
-    try:
-        data = json.loads(RESULTS.read_text())
-    except (OSError, ValueError):
-        return []
-    return [run for c in data.get("configs", {}).values() for run in c.get("seeds", [])]
+    return [run for c in _recorded_configs().values() for run in c.get("seeds", [])]
 
 
 def write(args, study, chosen, configs, data_hash: str, *, complete: bool) -> None:

@@ -64,3 +64,14 @@ def test_targets_need_ten_points_and_a_higher_exprate_over_both_baselines():
                            "reference_default": config(50, 20)})  # fmt: skip
     assert lower["met"] is False and lower["higher_exprate"] is False
     assert bench.targets({"harness_best": config(70, 30)})["met"] is None
+
+
+def test_a_study_run_whose_trial_folder_is_gone_keeps_its_committed_figures(study, monkeypatch, tmp_path):
+    """Trial folders stay on the machine that ran them; the committed context figures stand in, but only
+    for the same trial."""
+    monkeypatch.setenv("IM2LATEX_HOME", str(tmp_path))
+    trial = study.trials[2]
+    recorded = {"trial": 2, "val_avg": 50.0, "test_avg": 44.0}
+    assert bench.study_run("s", trial, recorded) == recorded
+    assert bench.study_run("s", trial, {**recorded, "trial": 3}) is None  # another trial's figures
+    assert bench.study_run("s", trial, None) is None
