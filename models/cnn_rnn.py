@@ -156,11 +156,17 @@ class CNNRNN(ImageToLatexModel):
         return out
 
     def _step(
-        self, gates0: Tensor, carried: dict[str, Tensor], attend: Callable[[Tensor], Tensor], weights: list
+        self,
+        gates0: Tensor,
+        carried: dict[str, Tensor],
+        attend: Callable[[Tensor], Tensor],
+        weights: list,
+        combine: Tensor | step_tapes.MatmulTape,
     ) -> dict:
         """One decoder step from layer 0's embedded gates: the stacked LSTM cell (nn.LSTM's arithmetic,
         gate order i, f, g, o, with `_cell_weights`), Luong attention (`attend`: query -> context), input
-        feeding. Returns the next carried state."""
+        feeding through `combine` (the combine layer's weight, transposed). Returns the next carried
+        state."""
         h_prev, c_prev = carried["h"], carried["c"]  # (B, L, Hd)
         x, hs, cs = carried["feed"].to(gates0.dtype), [], []
         for i, (w_in, w_hh, bias) in enumerate(weights):
@@ -179,13 +185,15 @@ class CNNRNN(ImageToLatexModel):
             cs.append(c)
         query = x  # (B, Hd)
         context = attend(query)  # (B, M)
-        feed = self.drop(torch.tanh(self.combine(torch.cat((query, context.to(query.dtype)), dim=-1))))
+        combined = torch.cat((query, context.to(query.dtype)), dim=-1)
+        feed = self.drop(torch.tanh(_addmm(None, combined, combine)))
         return {"h": torch.stack(hs, dim=1), "c": torch.stack(cs, dim=1), "feed": feed}
 
     def decode_step(self, state: DecodeState, tokens: Tensor, step: int) -> Tensor:
         keys, memory = state.shared["keys"], state.shared["memory"]
         attend = partial(step_tapes.attend, keys=keys, memory=memory)
-        state.carried = self._step(self._embedded_gates(tokens), state.carried, attend, self._cell_weights())
+        gates, combine = self._embedded_gates(tokens), self.combine.weight.t()
+        state.carried = self._step(gates, state.carried, attend, self._cell_weights(), combine)
         return self.head(state.carried["feed"])  # (B, V)
 
     def decode(self, memory: Tensor, tgt_in: Tensor) -> Tensor:
@@ -196,24 +204,26 @@ class CNNRNN(ImageToLatexModel):
             state = self.init_decode_state(memory, tgt_in.shape[1])
             gates = self._embedded_gates(tgt_in)  # (B, T, 4Hd)
             keys, memory = state.shared["keys"], state.shared["memory"]
-            weights = self._cell_weights()
+            weights, combine = self._cell_weights(), self.combine.weight.t()
             attend = partial(step_tapes.attend, keys=keys, memory=memory)
-            if step_tapes.teacher_forcing_tapes(keys, memory, *(w for ws in weights for w in ws[:2])):
+            shared = (keys, memory, combine, *(w for ws in weights for w in ws[:2]))
+            if step_tapes.teacher_forcing_tapes(*shared):
                 attend = step_tapes.AttentionTape(keys, memory).attend
                 tape = step_tapes.MatmulTape
                 weights = [(tape(w_in), tape(w_hh), bias) for w_in, w_hh, bias in weights]
+                combine = tape(combine)
             carried, feeds = state.carried, []
             # unbind, not gates[:, t]: each index's backward writes a zero-filled copy of all the gates
             for step_gates in gates.unbind(1):
-                carried = self._step(step_gates, carried, attend, weights)
+                carried = self._step(step_gates, carried, attend, weights, combine)
                 feeds.append(carried["feed"])
             return self.head(torch.stack(feeds, dim=1))  # (B, T, V)
 
 
-def _addmm(bias: Tensor, x: Tensor, weight: Tensor | step_tapes.MatmulTape) -> Tensor:
+def _addmm(bias: Tensor | None, x: Tensor, weight: Tensor | step_tapes.MatmulTape) -> Tensor:
     if isinstance(weight, step_tapes.MatmulTape):
         return weight.addmm(bias, x)
-    return torch.addmm(bias, x, weight)
+    return x.mm(weight) if bias is None else torch.addmm(bias, x, weight)
 
 
 def _build(config: ModelConfig, vocab_size: int) -> CNNRNN:

@@ -119,24 +119,26 @@ class MatmulTape:
         self.output_grads: dict[int, Tensor] = {}
         self.weight = _WeightGate.apply(weight, self)
 
-    def addmm(self, bias: Tensor, x: Tensor) -> Tensor:
+    def addmm(self, bias: Tensor | None, x: Tensor) -> Tensor:
+        """`bias + x @ weight` (`x @ weight` with no bias)."""
         return _Addmm.apply(bias, x, self.weight, self, len(self.inputs))
 
 
 class _Addmm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, bias: Tensor, x: Tensor, weight: Tensor, tape: MatmulTape, step: int):
+    def forward(ctx: Any, bias: Tensor | None, x: Tensor, weight: Tensor, tape: MatmulTape, step: int):
         tape.inputs.append(x.detach())
         ctx.tape, ctx.step = tape, step
         ctx.save_for_backward(weight)
-        return torch.addmm(bias, x, weight)
+        return x.mm(weight) if bias is None else torch.addmm(bias, x, weight)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor):
         (weight,) = ctx.saved_tensors
         ctx.tape.output_grads[ctx.step] = grad
         grad_x = grad.mm(weight.t()) if ctx.needs_input_grad[1] else None
-        return grad if ctx.needs_input_grad[0] else None, grad_x, None, None, None
+        grad_bias = grad if ctx.needs_input_grad[0] else None
+        return grad_bias, grad_x, None, None, None
 
 
 class _WeightGate(torch.autograd.Function):

@@ -9,21 +9,21 @@ import torch
 from models import step_tapes
 
 
-def _recurrence(taped: bool, keys, memory, weight, bias, x0, skip_last_loss: bool):
+def _recurrence(taped: bool, keys, memory, weight, out_weight, bias, x0, skip_last_loss: bool):
     """A small input-fed loop shaped like model 1's decoder: matmul, attention, feedback."""
     keys_in, memory_in = keys * 1.5, memory + 0.25  # non-leaf inputs, as the model's are
     if taped:
         attend = step_tapes.AttentionTape(keys_in, memory_in).attend
-        w = step_tapes.MatmulTape(weight)
-        step = w.addmm
+        step, out = step_tapes.MatmulTape(weight).addmm, step_tapes.MatmulTape(out_weight).addmm
     else:
         attend = lambda q: step_tapes.attend(q, keys_in, memory_in)  # noqa: E731
         step = lambda b, x: torch.addmm(b, x, weight)  # noqa: E731
+        out = lambda b, x: x.mm(out_weight)  # noqa: E731
     x, loss, steps = x0, 0.0, 5
     for t in range(steps):
         q = torch.tanh(step(bias, x))
         context = attend(q)
-        x = torch.tanh(context[:, : x.shape[1]]) + 0.1 * x
+        x = torch.tanh(out(None, context)) + 0.1 * x  # no bias, as model 1's combine layer
         if not (skip_last_loss and t == steps - 1):
             loss = loss + (context * (t + 1)).square().mean()
     # the keys and the weight also used outside the steps: their gradients must add up
@@ -36,6 +36,7 @@ def test_tapes_give_autograds_values_and_gradients(skip_last_loss):
     b, s, h, m = 3, 7, 6, 8
     leaves = {
         "keys": torch.randn(b, s, h), "memory": torch.randn(b, s, m), "weight": torch.randn(5, h) * 0.5,
+        "out_weight": torch.randn(m, 5) * 0.3,
         "bias": torch.randn(b, h), "x0": torch.randn(b, 5),
     }  # fmt: skip
     results = []
