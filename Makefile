@@ -44,7 +44,7 @@ lint: .venv/.stamp ## ruff check
 bench: .venv/.stamp ## run the benchmarks, writing benchmarks/results.json
 	$(PY) -m benchmarks
 
-bench-search: .venv/.stamp ## search strategies vs hand tuning on the CPU profile [QUICK=1] (about 3 h; resumable)
+bench-search: .venv/.stamp ## search strategies vs equal-budget hand tuning on the CPU profile, 3 seeds [QUICK=1] (about 4 h on 2 cores; resumable trial by trial)
 	$(PY) -m benchmarks search $(if $(QUICK),--quick)
 
 bench-crohme: .venv/.stamp ## crohme-cpu's best vs hand tuning on CROHME 2013, two seeds (after make study NAME=crohme-cpu; resumable)

@@ -1,26 +1,30 @@
 """python -m benchmarks search [--quick]: does the search pay off? (`make bench-search`)
 
-Five strategies on the CPU profile (studies/transformer-cpu.yaml, dataset synth-cpu), each given the same
-budget in training epochs:
+Five strategies on the CPU profile (studies/transformer-cpu.yaml, dataset synth-cpu), each held to the
+same hard budget of training epochs (`budget.total_epochs`: the trial that would cross it is cut at it):
 
-- course_best, reference_default: the hand-tuned baselines enqueued by studies/transformer.yaml (the
-  course's best and the reference default), applied to the profile's base config: one run each;
 - random: random search, no pruning;
 - tpe: the spec's TPE sampler, no pruning;
-- tpe_hyperband: the spec's sampler and pruner, as `make study` runs them.
+- tpe_hyperband: the spec's sampler and pruner, as `make study` runs them (`default_arm`);
+- hand_tuning: what a careful person does with the same epochs: the course's config placed in the
+  profile by a written rule and a learning-rate sweep that spends the budget (benchmarks/hand_tuning.py);
+- course_best: the course's config as the course ran it (its cut, batch and lr lie outside the profile):
+  one run, a reference line, not an equal-budget arm.
 
-The search arms start from nothing (no enqueued baselines). random and TPE share the sampler seed, so
-TPE's first random trials are random search's first trials (same params; on CPU the same scores to the
-last bit): differences come from the strategy, not the draw. Both TPE arms therefore copy their
-`n_startup_trials` random trials from the random arm instead of training them again (marked
-`copied_from`; their epochs and wall seconds count as the arm's own, and Hyperband gets the rung values
-it would have recorded). Every arm's best config is then scored on
-the test split, which no search sees, with two seeds: its own full run (seed 0, as every trial trains)
-and a retrain with seed 1. Each arm is its own study (a
-journal under runs/bench-search/) and each retrain writes its result beside its run, so an interrupted
-benchmark continues where it stopped; a stored run or score is reused only under the same config, seed,
-dataset content and source code (`run_key`). Results: benchmarks/search_results.json and .html
-(benchmarks/search_results.py).
+Each search arm runs once per sampler seed in SEARCH_SEEDS, seeds no earlier run of the bench used (the
+profile's space was shaped on sampler seed 0's runs), from a spec frozen before the run. For each seed,
+random and TPE draw the same startup trials, so both TPE arms copy random's instead of training them
+again (marked `copied_from`; their epochs count as the arm's own, and Hyperband gets the rung values it
+would have recorded). Test scores come from retrains with training seeds no trial used (every trial
+trains with seed 0): search seed i's chosen config is retrained with TEST_SEEDS[i]; the hand arms' chosen
+configs with every test seed. The run that won a validation ranking is scored on test too
+(`selected_run_test_avg`), shown apart and never averaged in. The test split never reaches selection.
+
+Every study is a journal under runs/bench-search/ (copy benchmarks/search-journals/ there to continue a
+run from another machine) and every retrain writes its result beside its run, so an interrupted
+benchmark continues where it stopped, trial by trial; a stored run or test score is reused only under the
+same config, seed, dataset content and source code (`run_key`). Results: benchmarks/search_results.json
+and .html (benchmarks/search_results.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +43,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from benchmarks.hand_tuning import course_params, hand_tuning_trials
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import set_path, to_dict
 from search import runner, studies
@@ -50,16 +56,16 @@ from search.tracking import PARENT_ATTR, StudyTracker
 
 log = logging.getLogger(__name__)
 
-HAND_ARMS = {"course_best": "course-best", "reference_default": "reference-default"}  # -> enqueue label
-HAND_SPEC = "transformer"  # whose enqueued baselines are the hand-tuned configs
 SEARCH_ARMS = ("random", "tpe", "tpe_hyperband")
+HAND_ARMS = ("hand_tuning", "course_best")
+STRATEGIES = (*SEARCH_ARMS, *HAND_ARMS)
+DEFAULT_ARM = "tpe_hyperband"  # what `make study NAME=transformer-cpu` runs: the spec's sampler and pruner
 SOURCE_PACKAGES = ("core", "data_prep", "models", "training", "search", "benchmarks")  # source_hash reads
-STRATEGIES = (*HAND_ARMS, *SEARCH_ARMS)
 SPEC_NAME = "transformer-cpu"
-BUDGET_EPOCHS = 64  # per strategy: 8 full-fidelity trials of 8 epochs (about 3 h for the whole run)
-# Seed 0 is the one every search trial and hand-tuned run trains with: the best config's own full run is
-# its seed-0 training (on CPU a retrain with seed 0 repeats it), so only seed 1 is trained again.
-SEEDS = (0, 1)
+BUDGET_EPOCHS = 32  # per strategy and search seed: 4 full-fidelity trials of 8 epochs (see the README)
+JOURNALS = REPO_ROOT / "benchmarks" / "search-journals"  # the full run's journals, committed as it goes
+SEARCH_SEEDS = (11, 12, 13)  # sampler seeds no earlier run used: the space was shaped on seed 0's runs
+TEST_SEEDS = (1, 2, 3)  # training seeds no trial trains with (every trial trains with seed 0)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class Plan:
     out: Path  # search_results.json / .html
     quick: bool
     test_limit: int | None = None
+    search_seeds: tuple[int, ...] = SEARCH_SEEDS
+    test_seeds: tuple[int, ...] = TEST_SEEDS
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -80,28 +88,44 @@ def make_plan(args: argparse.Namespace) -> Plan:
         # plumbing, not evidence: a slice of synth-small, one epoch a trial, short decoding
         quick_fixed = {"data.train_limit": 32, "data.val_limit": 8, "model.max_output_len": 24}
         data["fixed"] = {**(data.get("fixed") or {}), **quick_fixed}
-        data["budget"] = {**data["budget"], "max_epochs": 1}
+        # two epochs a trial and a rung after the first, so Hyperband can cut; room for TPE's own proposals
+        # after the two copied startup trials; two seeds of everything, so the means and spreads are taken
+        data["budget"] = {**data["budget"], "max_epochs": 2}
         data["sampler"] = {**data["sampler"], "n_startup_trials": 2}
         data["pruner"] = {**data["pruner"], "min_resource": 1}
         spec = parse_spec(data, default_name=spec.name, source=spec.source)
         work = runs_dir() / "bench-search-quick"
-        return Plan(spec, args.budget or 2, work, args.out or work, True, test_limit=8)
+        return Plan(spec, args.budget or 10, work, args.out or work, True, test_limit=8,
+                    search_seeds=SEARCH_SEEDS[:2], test_seeds=TEST_SEEDS[:2])  # fmt: skip
     work = runs_dir() / "bench-search"
     return Plan(spec, args.budget or BUDGET_EPOCHS, work, args.out or REPO_ROOT / "benchmarks", False)
 
 
-def arm_spec(plan: Plan, arm: str) -> StudySpec:
-    """The study one search arm runs: the profile's space, its own sampler and pruner, no baselines."""
+def arm_spec(plan: Plan, arm: str, seed: int | None = None) -> StudySpec:
+    """The study one arm runs with one sampler seed: the profile's space, the arm's sampler and pruner;
+    the hand-tuning arm's trials are its enqueued sweep (no seed: nothing in it is drawn)."""
     data = json.loads(json.dumps(plan.spec.data, default=str))
     data.pop("enqueue", None)  # an older spec's baselines: the hand arms measure them
-    data["name"] = f"bench-{plan.spec.name}{'-quick' if plan.quick else ''}-{arm}"
+    data["name"] = f"bench-{plan.spec.name}{'-quick' if plan.quick else ''}-{arm}{_seed_suffix(seed)}"
     # the epoch budget stops it, not a count; the trial that would cross it is cut at it (search.epoch_budget)
     data["budget"] = {**data["budget"], "n_trials": 10_000, "total_epochs": plan.budget_epochs}
-    if arm == "random":
-        data["sampler"] = {"name": "random", "seed": data["sampler"].get("seed", 0)}
-    if arm in ("random", "tpe"):
+    data["sampler"] = {**data["sampler"], "seed": 0 if seed is None else seed}
+    if arm in ("random", "hand_tuning"):
+        data["sampler"] = {"name": "random", "seed": data["sampler"]["seed"]}
+    if arm in ("random", "tpe", "hand_tuning"):
         data["pruner"] = {"name": "none"}
+    if arm == "hand_tuning":
+        data["enqueue"] = hand_tuning_trials(plan.spec, plan.budget_epochs)
+        data["budget"]["n_trials"] = len(data["enqueue"])  # the sweep, nothing sampled after it
     return parse_spec(data, default_name=data["name"], source=plan.spec.source)
+
+
+def journal(plan: Plan, arm: str, seed: int | None = None) -> Path:
+    return plan.work / f"{arm}{_seed_suffix(seed)}.journal"
+
+
+def _seed_suffix(seed: int | None) -> str:
+    return "" if seed is None else f"-seed{seed}"
 
 
 # -- epochs: the common currency -------------------------------------------------------------------------
@@ -154,19 +178,19 @@ def _trial_dir(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Path:
 
 
 def copy_random_startup(
-    plan: Plan, arm: str, spec: StudySpec, study: optuna.Study, wait_s: float = 3 * 3600
+    plan: Plan, arm: str, seed: int, spec: StudySpec, study: optuna.Study, wait_s: float = 3 * 3600
 ) -> int:
-    """Add the random arm's first `n_startup_trials` finished trials to an empty TPE or TPE + Hyperband
-    study (the same draws its sampler's startup would make). Another process running the random arm is
-    waited for; no random journal, or no trials within `wait_s`, means the arm trains its own. Returns the
-    number copied."""
+    """Add the random arm's first `n_startup_trials` finished trials (same sampler seed) to an empty TPE or
+    TPE + Hyperband study (the same draws its sampler's startup would make). Another process running the
+    random arm is waited for; no random journal, or no trials within `wait_s`, means the arm trains its
+    own. Returns the number copied."""
     n = spec.sampler.n_startup_trials
-    source_path = plan.work / "random.journal"
+    source_path = journal(plan, "random", seed)
     if study.trials or not source_path.exists():
         return 0
     deadline = time.monotonic() + wait_s
     while True:
-        source = studies.load_existing(arm_spec(plan, "random").name, str(source_path))
+        source = studies.load_existing(arm_spec(plan, "random", seed).name, str(source_path))
         firsts = sorted(source.get_trials(deepcopy=True), key=lambda t: t.number)[:n]
         if len(firsts) == n and all(t.state in studies.FINISHED for t in firsts):
             break
@@ -207,20 +231,30 @@ def replayed_rungs(
     return rungs
 
 
-def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
-    spec = arm_spec(plan, arm)
-    storage = str(plan.work / f"{arm}.journal")
+def run_study(plan: Plan, arm: str, seed: int | None) -> dict[str, Any]:
+    """One arm's study with one sampler seed, run until its epoch budget is spent (resumes a journal)."""
+    spec = arm_spec(plan, arm, seed)
+    path = journal(plan, arm, seed)
+    committed = None if plan.quick else JOURNALS / path.name
+    if committed is not None and committed.is_file() and not path.exists():
+        shutil.copyfile(committed, path)  # a run begun on another machine continues here
+        print(f"[{arm}] continuing from {committed.relative_to(REPO_ROOT)}", flush=True)
+    storage = str(path)
     study = studies.prepare_study(spec, storage)
-    if arm in ("tpe", "tpe_hyperband") and copy_random_startup(plan, arm, spec, study):
+    if arm in ("tpe", "tpe_hyperband") and copy_random_startup(plan, arm, seed, spec, study):
         study = studies.load_existing(spec.name, storage)
+    label = f"{arm}{_seed_suffix(seed)}"
     done = search_summary(study)["epochs_consumed"]
-    if done < plan.budget_epochs:
-        print(f"[{arm}] {done}/{plan.budget_epochs} epochs consumed; searching", flush=True)
+    if done < plan.budget_epochs and _unfinished(study, spec):
+        print(f"[{label}] {done}/{plan.budget_epochs} epochs consumed; searching", flush=True)
 
         def say_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if committed is not None:  # trial by trial, so a stop loses at most the trial in progress
+                committed.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, committed)
             info = search_summary(study)
             print(
-                f"[{arm}] trial {trial.number} {trial.state.name} after {trial_epochs(trial)} epoch(s): "
+                f"[{label}] trial {trial.number} {trial.state.name} after {trial_epochs(trial)} epoch(s): "
                 f"{info['epochs_consumed']}/{plan.budget_epochs} epochs, best {info['best_val_avg']}",
                 flush=True,
             )
@@ -233,14 +267,20 @@ def run_search_arm(plan: Plan, arm: str) -> dict[str, Any]:
         finally:
             tracker.finish_parent(status)
         study = studies.load_existing(spec.name, storage)
-    return search_summary(study)
+    return {"search_seed": seed, **search_summary(study)}
 
 
-def run_hand_arm(plan: Plan, arm: str) -> dict[str, Any]:
-    """A hand-tuned config at full fidelity: one run with the searches' seed; its best val epoch."""
-    config = hand_config(plan, HAND_ARMS[arm])
-    result = train_once(plan, arm, "search", config, seed=0, test=False)
+def _unfinished(study: optuna.Study, spec: StudySpec) -> bool:
+    """The hand-tuning sweep ends with its last enqueued trial even under budget."""
+    return len(finished_trials(study)) < spec.budget.n_trials
+
+
+def run_course_best(plan: Plan) -> dict[str, Any]:
+    """The course's config as the course ran it, at full fidelity: one run with the searches' seed."""
+    config = course_config(plan)
+    result = train_once(plan, "course_best", "search", config, seed=0, test=False)
     return {
+        "search_seed": None,
         "best_val_avg": result["best_val_avg"],
         "epochs_consumed": result["epochs"],
         "epochs_to_best": result["epochs"],
@@ -249,17 +289,17 @@ def run_hand_arm(plan: Plan, arm: str) -> dict[str, Any]:
         "pruned": 0,
         "failed": 0,
         "trials_per_hour": round(3600.0 / result["wall_s"], 2) if result["wall_s"] else None,
+        "best_trial": None,
         "best_config": config,
         "best_checkpoint": result["best_checkpoint"],
         "curve": [[result["epochs"], result["best_val_avg"]]],
     }
 
 
-def hand_config(plan: Plan, label: str) -> dict[str, Any]:
-    """A baseline of transformer.yaml on the profile's base config, capped at the profile's epochs."""
-    item = next(e for e in load_spec(HAND_SPEC).enqueue if e.label == label)
+def course_config(plan: Plan) -> dict[str, Any]:
+    """The course's best (transformer.yaml) on the profile's base config, at the profile's epochs."""
     data = base_config_dict(plan.spec)
-    for path, value in item.params.items():
+    for path, value in course_params().items():
         set_path(data, path, value)
     set_path(data, "trainer.epochs", plan.spec.budget.max_epochs)
     return to_dict(_load(data))
@@ -325,22 +365,30 @@ def split_metrics(checkpoint: Path, split: str, limit: int | None = None) -> dic
     return {key: float(value) for key, value in result.metrics.items()}
 
 
-def retrain_and_test(plan: Plan, arm: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """Test avg of the best config with each of SEEDS: seed 0 from the search's own run of it."""
-    config = summary.get("best_config")
-    if not config:
-        return {"test_avg_seeds": [], "test_avg_mean": None}
-    own = {"best_val_avg": summary["best_val_avg"], "wall_s": 0.0,
-           "test_avg": _cached_test_score(plan, arm, Path(summary["best_checkpoint"]))}  # fmt: skip
-    runs = [own if s == 0 else train_once(plan, arm, "retrain", config, seed=s, test=True) for s in SEEDS]
-    scores = [r["test_avg"] for r in runs]
-    return {
-        "seeds": list(SEEDS),
-        "test_avg_seeds": scores,
-        "test_avg_mean": sum(scores) / len(scores),
-        "val_avg_seeds": [r["best_val_avg"] for r in runs],
-        "retrain_wall_s": round(sum(r["wall_s"] for r in runs), 1),
-    }
+def test_runs(plan: Plan, arm: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Test scores from unselected training seeds: search seed i's chosen config retrained with test seed
+    i; a hand arm's one chosen config with every test seed."""
+    pairs = (
+        list(zip(runs, plan.test_seeds, strict=False))
+        if arm in SEARCH_ARMS
+        else [(runs[0], seed) for seed in plan.test_seeds]
+    )
+    out = []
+    for run, seed in pairs:
+        if not run.get("best_config"):
+            continue
+        tag = f"retrain{_seed_suffix(run['search_seed'])}"
+        result = train_once(plan, arm, tag, run["best_config"], seed=seed, test=True)
+        out.append({"search_seed": run["search_seed"], "test_seed": seed, "test_avg": result["test_avg"],
+                    "val_avg": result["best_val_avg"], "wall_s": result["wall_s"]})  # fmt: skip
+    return out
+
+
+def selected_test_avg(plan: Plan, arm: str, run: dict[str, Any]) -> float | None:
+    """The test score of the very run that won the validation ranking: shown apart, never averaged in."""
+    if not run.get("best_checkpoint") or not Path(run["best_checkpoint"]).is_file():
+        return None
+    return _cached_test_score(plan, f"{arm}{_seed_suffix(run['search_seed'])}", Path(run["best_checkpoint"]))
 
 
 def run_key(plan: Plan, what: Any) -> str:
@@ -377,13 +425,22 @@ def _cached_test_score(plan: Plan, arm: str, checkpoint: Path) -> float:
     return score
 
 
+def run_arm(plan: Plan, arm: str) -> dict[str, Any]:
+    """Every search seed of one arm (or its one run), then its test retrains: per-seed records."""
+    if arm == "course_best":
+        runs = [run_course_best(plan)]
+    else:
+        seeds = plan.search_seeds if arm in SEARCH_ARMS else (None,)
+        runs = [run_study(plan, arm, seed) for seed in seeds]
+    for run in runs:
+        run["selected_run_test_avg"] = selected_test_avg(plan, arm, run)
+    return {"runs": runs, "tests": test_runs(plan, arm, runs)}
+
+
 def run(plan: Plan, arms: tuple[str, ...] = STRATEGIES) -> dict[str, dict[str, Any]]:
+    """Arms in STRATEGIES order: random's journals exist before the TPE arms copy from them."""
     plan.work.mkdir(parents=True, exist_ok=True)
-    strategies: dict[str, dict[str, Any]] = {}
-    for arm in arms:
-        strategies[arm] = run_hand_arm(plan, arm) if arm in HAND_ARMS else run_search_arm(plan, arm)
-        strategies[arm].update(retrain_and_test(plan, arm, strategies[arm]))
-    return strategies
+    return {arm: run_arm(plan, arm) for arm in STRATEGIES if arm in arms}
 
 
 def main(argv: list[str]) -> int:
@@ -423,8 +480,7 @@ def main(argv: list[str]) -> int:
         print(f"ran {', '.join(strategies)} ({time.perf_counter() - start:.0f} s); run without --arms to "
               "write the results (finished arms are not run again)")
         return 0
-    strategies = {arm: strategies[arm] for arm in STRATEGIES}
-    path = write_results(plan, strategies)
+    path = write_results(plan, strategies, DEFAULT_ARM)
     print(f"wrote {path} and {path.with_suffix('.html')} ({time.perf_counter() - start:.0f} s this run)")
     return 0
 

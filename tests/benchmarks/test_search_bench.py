@@ -12,11 +12,12 @@ import optuna
 import pytest
 
 from benchmarks import search_arms
-from benchmarks.search_results import epochs_to_reach, hyperband_floor_epochs, targets
+from benchmarks.search_results import best_so_far, mean_curve, pruning_verdict, targets
 
 pytestmark = pytest.mark.slow
-FIELDS = {"best_val_avg", "test_avg_mean", "test_avg_seeds", "epochs_consumed", "epochs_to_best", "wall_s",
-          "trials", "pruned", "failed", "trials_per_hour", "best_config"}  # fmt: skip
+CONTRACT = {"search_seeds", "epochs_consumed_max", "best_val_avg_mean", "best_val_avg_seeds", "test_seeds",
+            "test_avg_mean", "test_avg_seeds", "selected_run_test_avg", "curve_mean",
+            "best_config"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -34,39 +35,76 @@ def test_quick_run_writes_every_strategy_with_the_contract_fields(quick_run):
     home, out, results = quick_run
     assert set(results["strategies"]) == set(search_arms.STRATEGIES)
     assert results["code_version"] and results["machine"] and results["quick"] is True
+    assert results["default_arm"] == search_arms.DEFAULT_ARM == "tpe_hyperband"
     manifest = json.loads((home / "data" / "synth-small" / "manifest.json").read_text())
     assert results["dataset_hash"] == manifest["content_hash"]
-    budget = results["budget_epochs"]
+    budget, epochs = results["budget_epochs"], results["max_epochs"]
     for name, s in results["strategies"].items():
-        assert FIELDS <= set(s), name
-        assert len(s["test_avg_seeds"]) == len(search_arms.SEEDS) and s["seeds"] == [0, 1]
+        assert CONTRACT <= set(s), name
+        assert s["test_seeds"] and set(s["test_seeds"]).isdisjoint({0}), "test seeds no trial trained with"
+        assert len(s["test_avg_seeds"]) == len(s["test_seeds"])
         assert all(0.0 <= v <= 100.0 for v in s["test_avg_seeds"])
         assert s["test_avg_mean"] == pytest.approx(sum(s["test_avg_seeds"]) / len(s["test_avg_seeds"]))
-        assert s["best_config"]["trainer"]["epochs"] == results["max_epochs"]
-        if name in search_arms.SEARCH_ARMS:  # the trial that would cross the budget is cut at it
-            assert s["epochs_consumed"] == budget
-            assert s["trials"] >= 1 and s["epochs_to_best"] <= s["epochs_consumed"]
+        vals = s["best_val_avg_seeds"]
+        assert vals and s["best_val_avg_mean"] == pytest.approx(sum(vals) / len(vals))
+        assert s["selected_run_test_avg"] is not None  # the selected run is scored, apart from the mean
+        assert s["best_config"]["trainer"]["epochs"] == epochs
+        if name in search_arms.SEARCH_ARMS:  # every seed spends the budget exactly: none goes over it
+            assert s["search_seeds"] == [11, 12] and s["test_seeds"] == [1, 2]
+            assert [r["epochs_consumed"] for r in s["runs"]] == [budget, budget]
+            assert s["curve_mean"][-1][0] == budget
+        elif name == "hand_tuning":  # the sweep spends the budget at full fidelity
+            assert s["search_seeds"] == [] and s["trials"] == budget // epochs
+            assert s["epochs_consumed_max"] == budget
         else:
-            assert s["trials"] == 1 and s["epochs_consumed"] == results["max_epochs"]
-    assert set(results["targets"]) == {
-        "beats_course_best_on_test",
-        "pruning_saves_epochs",
-        "beats_random_on_val",
-    }
+            assert s["trials"] == 1 and s["epochs_consumed_max"] == epochs
+    t = results["targets"]
+    assert t["within_budget"]["met"] and set(t) == {
+        "within_budget", "default_beats_random_on_test", "default_beats_hand_tuning_on_test", "pruning"}
+    assert t["pruning"]["verdict"] is not None
     html = (out / "search_results.html").read_text()
-    assert "plotly" in html.lower() and "tpe_hyperband" in html
+    assert "plotly" in html.lower() and "tpe_hyperband" in html and "hand_tuning" in html
+
+
+def test_quick_run_exercises_every_arms_logic(quick_run):
+    """TPE proposes beyond the copied startup trials in both TPE arms, Hyperband cuts, random never does,
+    for every search seed."""
+    home, out, results = quick_run
+    plan = _quick_plan()
+    n = plan.spec.sampler.n_startup_trials
+    for seed in plan.search_seeds:
+        for arm in ("tpe", "tpe_hyperband"):
+            study = _load(plan, arm, seed)
+            own = [t for t in study.trials if "copied_from" not in t.user_attrs]
+            assert len(study.trials) > n and own, f"{arm} seed {seed}: no TPE proposal"
+        cut = [t for t in _load(plan, "tpe_hyperband", seed).trials if t.state.name == "PRUNED"]
+        assert cut, f"Hyperband cut nothing with seed {seed}"
+        assert not [t for t in _load(plan, "random", seed).trials if t.state.name == "PRUNED"]
+    assert results["strategies"]["tpe_hyperband"]["pruned"] >= 1
+
+
+def _quick_plan():
+    args = search_arms.argparse.Namespace(quick=True, spec="transformer-cpu", budget=None, out=None)
+    return search_arms.make_plan(args)
+
+
+def _load(plan, arm, seed=None):
+    spec = search_arms.arm_spec(plan, arm, seed)
+    return search_arms.studies.load_existing(spec.name, str(search_arms.journal(plan, arm, seed)))
 
 
 def test_the_random_arm_samples_without_pruning_and_the_default_arm_prunes(quick_run):
-    args = search_arms.argparse.Namespace(quick=True, spec="transformer-cpu", budget=None, out=None)
-    plan = search_arms.make_plan(args)
+    plan = _quick_plan()
     random_spec, default_spec = (
-        search_arms.arm_spec(plan, "random"),
-        search_arms.arm_spec(plan, "tpe_hyperband"),
+        search_arms.arm_spec(plan, "random", 11),
+        search_arms.arm_spec(plan, "tpe_hyperband", 11),
     )
     assert (random_spec.sampler.name, random_spec.pruner.name) == ("random", "none")
     assert (default_spec.sampler.name, default_spec.pruner.name) == ("tpe", "hyperband")
+    assert random_spec.sampler.seed == default_spec.sampler.seed == 11
     assert not random_spec.enqueue and not default_spec.enqueue
+    hand = search_arms.arm_spec(plan, "hand_tuning")
+    assert hand.pruner.name == "none" and len(hand.enqueue) == hand.budget.n_trials == 5
 
 
 def test_a_second_run_resumes_without_training_again(quick_run, monkeypatch):
@@ -81,7 +119,7 @@ def test_a_second_run_resumes_without_training_again(quick_run, monkeypatch):
     again = json.loads((out / "search_results.json").read_text())
     for name, s in first["strategies"].items():
         assert again["strategies"][name]["test_avg_seeds"] == s["test_avg_seeds"]
-        assert again["strategies"][name]["epochs_consumed"] == s["epochs_consumed"]
+        assert again["strategies"][name]["runs"] == s["runs"]
 
 
 def _study(values_and_epochs):
@@ -104,50 +142,51 @@ def test_search_summary_counts_epochs_until_the_best_and_only_full_fidelity_scor
     assert summary["best_val_avg"] == 55.0 and summary["epochs_to_best"] == 18
     assert summary["epochs_consumed"] == 26 and (summary["trials"], summary["pruned"]) == (4, 1)
     assert summary["curve"] == [[8, 40.0], [10, 40.0], [18, 55.0], [26, 55.0]]
-    assert epochs_to_reach(summary["curve"], 54.0) == 18 and epochs_to_reach(summary["curve"], 60.0) is None
+    assert best_so_far(summary["curve"], 7) is None and best_so_far(summary["curve"], 17) == 40.0
+
+
+def test_the_mean_curve_starts_once_every_seed_has_a_best_and_carries_the_range():
+    runs = [{"curve": [[2, 10.0], [4, 30.0]]}, {"curve": [[3, 20.0], [4, 20.0]]}]
+    curves = mean_curve(runs, budget=4)
+    assert curves["curve_mean"] == [[3, 15.0], [4, 25.0]]
+    assert curves["curve_low"] == [[3, 10.0], [4, 20.0]] and curves["curve_high"] == [[3, 20.0], [4, 30.0]]
 
 
 def test_targets_are_read_from_the_figures():
     strategies = {
-        "course_best": {"test_avg_mean": 40.0, "best_val_avg": 41.0},
-        "random": {"best_val_avg": 50.0},
-        "tpe": {"best_val_avg": 60.0, "epochs_to_best": 100, "curve": [[100, 60.0]]},
-        "tpe_hyperband": {"test_avg_mean": 46.0, "best_val_avg": 59.5, "curve": [[20, 45.0], [30, 59.2]]},
-    }
-    t = targets(strategies)
-    assert t["beats_course_best_on_test"]["met"] and t["beats_course_best_on_test"]["gain"] == 6.0
-    assert t["pruning_saves_epochs"]["met"] and t["pruning_saves_epochs"]["fraction"] == 0.3
-    assert t["beats_random_on_val"]["met"]
-    strategies["tpe_hyperband"]["curve"] = [[20, 45.0], [40, 59.2]]  # 40 % of TPE's epochs: too many
-    strategies["tpe_hyperband"]["test_avg_mean"] = 44.0
-    t = targets(strategies)
-    assert not t["pruning_saves_epochs"]["met"] and not t["beats_course_best_on_test"]["met"]
+        "random": {"test_avg_mean": 40.0, "epochs_consumed_max": 32},
+        "hand_tuning": {"test_avg_mean": 44.0, "epochs_consumed_max": 32},
+        "tpe": {"test_avg_mean": 50.0, "test_avg_spread": 1.0, "best_val_avg_mean": 52.0,
+                "epochs_consumed_max": 32},
+        "tpe_hyperband": {"test_avg_mean": 49.5, "test_avg_spread": 2.0, "best_val_avg_mean": 51.0,
+                          "epochs_consumed_max": 32},
+    }  # fmt: skip
+    t = targets(strategies, 32, "tpe_hyperband")
+    assert t["within_budget"]["met"]
+    assert t["default_beats_random_on_test"] == {"gain": 9.5, "needed": 5.0, "met": True}
+    assert t["default_beats_hand_tuning_on_test"] == {"gain": 5.5, "needed": 5.0, "met": True}
+    assert t["pruning"]["verdict"] == "no difference within the seeds' spread"
+    assert t["pruning"]["hyperband_minus_tpe_val"] == -1.0
+    strategies["hand_tuning"]["test_avg_mean"] = 45.0
+    strategies["tpe"]["epochs_consumed_max"] = 33
+    t = targets(strategies, 32, "tpe_hyperband")
+    assert not t["default_beats_hand_tuning_on_test"]["met"] and not t["within_budget"]["met"]
 
 
-def test_the_epoch_targets_floor_is_the_startup_trials_plus_one_full_trial():
-    """transformer-cpu: 2 random startup trials (copied complete) and one of its own, 8 epochs each, before
-    Hyperband can hold a config it proposed; against a 64-epoch budget that is 24/64 = 0.375 of TPE's
-    epochs at best."""
-    spec = search_arms.load_spec("transformer-cpu")
-    assert hyperband_floor_epochs(spec) == 24
-    strategies = {
-        "tpe": {"best_val_avg": 60.0, "epochs_to_best": 64, "curve": [[64, 60.0]]},
-        "tpe_hyperband": {"best_val_avg": 59.5, "curve": [[24, 59.5]]},
-    }
-    epochs = targets(strategies, hyperband_floor_epochs(spec))["pruning_saves_epochs"]
-    assert (epochs["floor_epochs"], epochs["floor_fraction"]) == (24, 0.375)
-    assert epochs["floor_fraction"] > epochs["needed_fraction"] and not epochs["met"]
+def test_the_pruning_verdict_needs_a_gap_beyond_the_seeds_spread():
+    tpe = {"test_avg_mean": 50.0, "test_avg_spread": 1.0}
+    assert pruning_verdict(tpe, {"test_avg_mean": 53.0, "test_avg_spread": 1.5})["verdict"] == "hyperband"
+    assert pruning_verdict(tpe, {"test_avg_mean": 47.0, "test_avg_spread": 2.0})["verdict"] == "no pruning"
+    assert pruning_verdict(tpe, {"test_avg_mean": 51.0})["verdict"].startswith("no difference")
+    assert pruning_verdict(tpe, {})["verdict"] is None
 
 
 def test_both_tpe_arms_copy_the_random_arms_startup_trials_instead_of_training_them(quick_run):
     """Same seed, same draws, deterministic CPU training: the TPE arms' startup trials are random's first
     ones; Hyperband's copies carry the rung value its pruner records."""
     home, out, results = quick_run
-    args = search_arms.argparse.Namespace(quick=True, spec="transformer-cpu", budget=None, out=None)
-    plan = search_arms.make_plan(args)
-    load = search_arms.studies.load_existing
-    random = load(search_arms.arm_spec(plan, "random").name, str(plan.work / "random.journal"))
-    tpe = load(search_arms.arm_spec(plan, "tpe").name, str(plan.work / "tpe.journal"))
+    plan = _quick_plan()
+    random, tpe = _load(plan, "random", 12), _load(plan, "tpe", 12)
     n = plan.spec.sampler.n_startup_trials
     copied = [t for t in tpe.trials if "copied_from" in t.user_attrs]
     assert len(copied) == n
@@ -156,7 +195,7 @@ def test_both_tpe_arms_copy_the_random_arms_startup_trials_instead_of_training_t
         assert mine.user_attrs["copied_from"] == f"{random.study_name}#{theirs.number}"
         assert mine.datetime_start == theirs.datetime_start
         assert mine.datetime_complete == theirs.datetime_complete
-    hb = load(search_arms.arm_spec(plan, "tpe_hyperband").name, str(plan.work / "tpe_hyperband.journal"))
+    hb = _load(plan, "tpe_hyperband", 12)
     for mine, theirs in zip(hb.trials[:n], random.trials[:n], strict=True):
         assert mine.user_attrs["copied_from"] == f"{random.study_name}#{theirs.number}"
         assert mine.system_attrs["completed_rung_0"] == theirs.intermediate_values[1]  # quick: rung at 1
