@@ -15,9 +15,10 @@ CONFIG ?=
 EPOCHS ?=
 ARGS ?= synth
 PORT ?= 5000
+DASHBOARD_PORT ?= 8080
 DEVICE ?=
 
-.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker ui export report replay train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker ui dashboard export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +68,9 @@ worker: .venv/.stamp ## join a running study from another machine: make worker N
 
 ui: .venv/.stamp ## serve the MLflow UI for mlruns/ on 127.0.0.1:$(PORT)
 	$(PY) -m search ui --port $(PORT)
+
+dashboard: .venv/.stamp ## serve optuna-dashboard for a study's storage: make dashboard NAME=smoke [DASHBOARD_PORT=8080] [STORAGE=url]
+	$(PY) -m search dashboard $(NAME) --port $(DASHBOARD_PORT) $(if $(STORAGE),--storage $(STORAGE))
 
 export: .venv/.stamp ## export the best trial's config: make export NAME=transformer [TOP=k] [PARETO=1]
 	$(PY) -m search export $(NAME) --top $(TOP) $(if $(PARETO),--pareto) $(if $(STORAGE),--storage $(STORAGE))

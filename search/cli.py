@@ -1,8 +1,9 @@
-"""python -m search {study,worker,ui,export,report,replay} ...: the study harness's command line.
+"""python -m search {study,worker,ui,dashboard,export,report,replay} ...: the study harness's command line.
 
 python -m search study smoke [--trials n] [--workers k] [--storage url]
 python -m search worker smoke [--trials n] [--storage url]
 python -m search ui [--port 5000]
+python -m search dashboard smoke [--port 8080] [--storage url]
 python -m search export smoke [--top k | --pareto] [--storage url]
 python -m search report smoke [--storage url]
 python -m search replay smoke --trial n [--storage url]
@@ -15,7 +16,6 @@ import functools
 import logging
 import os
 import signal
-import subprocess
 import sys
 import warnings
 from collections import Counter
@@ -24,8 +24,7 @@ import optuna
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
-from core.paths import mlruns_dir
-from search import runner, studies, workers
+from search import runner, serve, studies, workers
 from search.devices import DEVICE_CHOICES, require_device
 from search.epoch_budget import epochs_spent
 from search.recovery import PID_ATTR as WORKER_PID
@@ -33,7 +32,7 @@ from search.recovery import WORKER_DIED, recover_stale_trials
 from search.spec import StudySpec, load_spec
 from search.storage import describe_storage
 from search.study_progress import StudyProgress, cpu_note
-from search.tracking import PARENT_ATTR, StudyTracker, get_client, tracker_or_none, tracking_uri
+from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none, tracking_uri
 from search.warm_start import STUDY_ATTR as WARM_ATTR
 from search.warm_start import describe as describe_warm_start
 
@@ -266,55 +265,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_study_links(port: int) -> None:
-    """Direct links to each study's runs table (MLflow 3 otherwise opens on its GenAI overview)."""
-    try:
-        experiments = get_client().search_experiments()
-    except Exception as exc:  # an empty or unreadable store still gets its UI
-        log.debug("no experiments listed: %r", exc)
-        return
-    for experiment in experiments:
-        if experiment.name != "Default":
-            print(
-                f"  {experiment.name}: http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
-            )
-
-
-def cmd_ui(args: argparse.Namespace) -> int:
-    uri = tracking_uri()
-    artifacts = (mlruns_dir() / "artifacts").resolve()
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-        "--backend-store-uri",
-        uri,
-        "--default-artifact-root",
-        artifacts.as_uri(),
-    ]
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
-    _print_study_links(args.port)
-    # `kill`/SIGTERM must stop the server too: otherwise it is orphaned and keeps the port
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    server = subprocess.Popen(cmd, start_new_session=True)  # its workers die with its process group
-    try:
-        return server.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m search", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -343,7 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     ui = sub.add_parser("ui", help="serve the MLflow UI for mlruns/ on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
-    ui.set_defaults(func=cmd_ui)
+    ui.set_defaults(func=serve.cmd_ui)
+    dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard on a study's storage, on 127.0.0.1")
+    dashboard.add_argument("name")
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--storage", default=None, help="the study's storage URL (default its journal)")
+    dashboard.set_defaults(func=serve.cmd_dashboard)
     export = sub.add_parser("export", help="write the best trial's config to studies/exports/")
     export.add_argument("name")
     export.add_argument("--top", type=int, default=1)
