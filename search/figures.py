@@ -20,6 +20,9 @@ from optuna.trial import TrialState
 log = logging.getLogger(__name__)
 
 TOP_PARAMS = 3  # the contour plot pairs the most important parameters only
+# fANOVA fits a forest to the complete trials: over two points it still ranks (optim.lr 0.479 from two
+# trials read as a finding), so below this many it says there are too few instead
+MIN_TRIALS_FOR_IMPORTANCE = 10
 
 
 def first_objective(study: optuna.Study) -> dict[str, Any]:
@@ -32,10 +35,10 @@ def first_objective(study: optuna.Study) -> dict[str, Any]:
 
 
 def param_importances(study: optuna.Study) -> dict[str, float]:
-    """fANOVA importances of the params over complete trials ({} when they cannot be computed); of the
-    first metric for a multi-objective study."""
+    """fANOVA importances of the params over complete trials ({} when they cannot be computed or there
+    are fewer than MIN_TRIALS_FOR_IMPORTANCE); of the first metric for a multi-objective study."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
         return {}
     target = first_objective(study).get("target")
     try:
@@ -55,10 +58,11 @@ def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
     importances = param_importances(study)
     top = list(importances)[:TOP_PARAMS]
     first = first_objective(study)
+    enough = MIN_TRIALS_FOR_IMPORTANCE
     plots = [
         ("optimization history", 1, lambda: vis.plot_optimization_history(study, **first)),
         ("intermediate values", 0, lambda: vis.plot_intermediate_values(study)),
-        ("parameter importances", 2, lambda: vis.plot_param_importances(study, **first)),
+        ("parameter importances", enough, lambda: vis.plot_param_importances(study, **first)),
         ("parallel coordinate", 2, lambda: vis.plot_parallel_coordinate(study, **first)),
         ("slice", 2, lambda: vis.plot_slice(study, **first)),
         ("contour of the top parameters", 2, lambda: vis.plot_contour(study, params=top, **first)),

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from core.paths import reports_dir
 from search.export import top_trials
-from search.figures import figures_html, param_importances, study_figures
+from search.figures import MIN_TRIALS_FOR_IMPORTANCE, figures_html, param_importances, study_figures
 from search.objectives import EPOCH_VALUES_ATTR
 from search.pareto import pareto_trials, trade_off
 from search.warm_start import FROM_ATTR, is_foreign
@@ -83,7 +83,9 @@ def _summary_html(study: optuna.Study) -> str:
     parts.append(
         _table(["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in importances.items()])
         if importances
-        else "<p>needs at least two complete trials with differing parameters</p>"
+        else f"<p>too few finished trials to rank parameters: {_complete(study)} complete; importances need "
+        f"at least {MIN_TRIALS_FOR_IMPORTANCE} with differing parameters (over fewer, the ranking is "
+        "noise)</p>"
     )
     stats = pruning_statistics(study)
     parts.append("<h2>pruning statistics</h2>")
@@ -157,3 +159,7 @@ def write_report(study: optuna.Study, path: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(study), encoding="utf-8")
     return path
+
+
+def _complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -71,3 +71,36 @@ def test_a_shorter_export_removes_the_ranks_an_earlier_one_wrote(finished_fake_s
     (exports / "other.top2.yaml").write_text("# another study's export stays\n")
     assert main(["export", name, "--top", "1"]) == 0
     assert sorted(p.name for p in exports.iterdir()) == [f"{name}.best.yaml", "other.top2.yaml"]
+
+
+def _study_with(n_complete: int):
+    import optuna
+
+    study = optuna.create_study(study_name=f"few-{n_complete}", direction="maximize")
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    layers = optuna.distributions.IntDistribution(1, 4)
+    for i in range(n_complete):
+        params = {"optim.lr": 1e-4 * (1.4**i), "model.num_layers": 1 + i % 4}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={"optim.lr": lr, "model.num_layers": layers},
+            value=40.0 + 3 * (i % 4) + 0.1 * i, intermediate_values={1: 10.0 + i},
+        ))  # fmt: skip
+    return study
+
+
+@pytest.mark.parametrize("n_complete", [2, 9])
+def test_the_report_does_not_rank_parameters_from_too_few_trials(isolated_home, n_complete):
+    from search.figures import MIN_TRIALS_FOR_IMPORTANCE
+    from search.report import write_report
+
+    html = write_report(_study_with(n_complete)).read_text()
+    assert f"too few finished trials to rank parameters: {n_complete} complete" in html
+    assert f"at least {MIN_TRIALS_FOR_IMPORTANCE}" in html and "<td>optim.lr</td><td>0." not in html
+
+
+def test_the_report_ranks_parameters_once_there_are_enough_trials(isolated_home):
+    from search.report import write_report
+
+    html = write_report(_study_with(12)).read_text()
+    assert "too few finished trials" not in html
+    assert "<td>model.num_layers</td><td>" in html and "<td>optim.lr</td><td>" in html
