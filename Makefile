@@ -16,9 +16,10 @@ EPOCHS ?=
 ARGS ?= synth
 PORT ?= 5000
 DASHBOARD_PORT ?= 8080
+SERVE_PORT ?= 5001
 DEVICE ?=
 
-.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker ui dashboard export report replay train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker ui dashboard serve export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +72,10 @@ ui: .venv/.stamp ## serve the MLflow UI for mlruns/ on 127.0.0.1:$(PORT)
 
 dashboard: .venv/.stamp ## serve optuna-dashboard for a study's storage: make dashboard NAME=smoke [DASHBOARD_PORT=8080] [STORAGE=url]
 	$(PY) -m search dashboard $(NAME) --port $(DASHBOARD_PORT) $(if $(STORAGE),--storage $(STORAGE))
+
+serve: .venv/.stamp ## serve a registered model over HTTP: make serve NAME=transformer-cpu (its NAME-best, after make train on its export) [SERVE_PORT=5001]
+	PATH="$(CURDIR)/.venv/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
+		$(PY) -m mlflow models serve -m "models:/$(NAME)-best/latest" --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
 
 export: .venv/.stamp ## export the best trial's config: make export NAME=transformer [TOP=k] [PARETO=1]
 	$(PY) -m search export $(NAME) --top $(TOP) $(if $(PARETO),--pareto) $(if $(STORAGE),--storage $(STORAGE))

@@ -16,8 +16,8 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from core.mlflow_store import tracking_uri
 from core.paths import mlruns_dir
-from search.mlflow_store import ensure_store
 from training.mlflow_logging import MlflowRun
 
 log = logging.getLogger(__name__)
@@ -25,17 +25,6 @@ log = logging.getLogger(__name__)
 # Optuna trial state -> MLflow run status (the mapping).
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PARENT_ATTR = "mlflow_parent_run_id"
-
-
-def tracking_uri() -> str:
-    import os
-
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    store = mlruns_dir() / "mlflow.db"
-    ensure_store(store)  # created whole or not at all; a half-made one is a clear StoreError
-    return f"sqlite:///{store}"
 
 
 def get_client() -> MlflowClient:

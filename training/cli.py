@@ -1,12 +1,15 @@
 """Command line of the training package.
 
     python -m training train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume]
-    python -m training predict --checkpoint C --images DIR|LIST --out results.txt
+    python -m training predict --checkpoint C | --model models:/NAME-best/latest --images DIR|LIST --out R
     python -m training evaluate --checkpoint C --data data/NAME --split test [--out metrics.json]
 
-`train` prints the best checkpoint's path as its last line (scripts rely on it). It logs to MLflow only
-when MLFLOW_TRACKING_URI is set (experiment `train`, one run per invocation). `predict` takes image and
-InkML (pen) files. `evaluate` prints the metrics JSON on stdout (`exact_match` is the ExpRate,
+`train` prints the best checkpoint's path as its last line (scripts rely on it). It logs to MLflow when
+MLFLOW_TRACKING_URI is set or the project's store (mlruns/mlflow.db, which any study creates) exists:
+experiment `train`, one run per invocation, the trained model logged as an MLflow model
+(`training.mlflow_model`) and, for a config exported from a study, registered as `<study>-best` with the
+study, trial and code version as tags. `predict` takes image and InkML (pen) files, from a checkpoint or a
+logged/registered model. `evaluate` prints the metrics JSON on stdout (`exact_match` is the ExpRate,
 `exprate_le1` / `exprate_le2` allow 1 / 2 token errors) and a one-line ExpRate summary on stderr.
 """
 
@@ -21,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.paths import runs_dir
+from core.paths import mlruns_dir, runs_dir
 from core.typed_config import ConfigError
 
 
@@ -35,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, help="run folder (default runs/<config name>-<time>)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     pr = sub.add_parser("predict", help="predict one formula per image, in input order")
-    pr.add_argument("--checkpoint", type=Path, required=True)
+    source = pr.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path)
+    source.add_argument("--model", help="an MLflow model URI: models:/NAME-best/latest, runs:/ID/model")
     pr.add_argument("--images", type=Path, required=True,
                     help="a folder of images and .inkml pen files, or a file listing paths")
     pr.add_argument("--out", type=Path, required=True, help="results.txt (a .jsonl is written beside it)")
@@ -56,12 +61,48 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _mlflow_run(name: str):
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    from core.mlflow_store import project_store_in_use, tracking_uri
+
+    if not project_store_in_use():
         return contextlib.nullcontext(None)
     import mlflow
 
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    if client.get_experiment_by_name("train") is None and not os.environ.get("MLFLOW_TRACKING_URI"):
+        # the project's store keeps artifacts under mlruns/, not under ./mlruns of wherever this runs
+        location = (mlruns_dir() / "artifacts" / "train").resolve().as_uri()
+        with contextlib.suppress(Exception):  # another process created it first
+            client.create_experiment("train", artifact_location=location)
     mlflow.set_experiment("train")
     return mlflow.start_run(run_name=name)
+
+
+def provenance(config_path: Path) -> dict[str, str]:
+    """The `# key: value` header an export writes (study, trial, code_version, ...); {} for other files."""
+    out: dict[str, str] = {}
+    try:
+        lines = config_path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        key, sep, value = line.lstrip("# ").partition(": ")
+        if sep and key in ("study", "trial", "code_version", "dataset_hash", "score"):
+            out[key] = value.strip()
+    return out
+
+
+def _log_model(config_path: Path, checkpoint: Path) -> None:
+    """The trained model into the active MLflow run; an export's is registered as `<study>-best`."""
+    from training.mlflow_model import log_formula_model
+
+    origin = provenance(config_path)
+    name = f"{origin['study']}-best" if "study" in origin else None
+    tags = {k: origin[k] for k in ("study", "trial", "code_version", "dataset_hash") if k in origin}
+    uri = log_formula_model(checkpoint, registered_name=name, tags=tags)
+    print(f"MLflow model {uri}" + (f", registered as {name} (models:/{name}/latest)" if name else ""))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -89,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             if status is not None:
                 status.close()
+        if run is not None:
+            _log_model(args.config, result.best_checkpoint)
     best = result.best_metrics
     monitor = config.trainer.monitor
     score, epoch = best.get(monitor, float("nan")), best.get("epoch", "?")
@@ -98,12 +141,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from training.predict import list_images, predict_images, write_predictions
+    from training.predict import PredictionRow, list_images, predict_images, write_predictions
 
     paths = list_images(args.images)
-    rows = predict_images(args.checkpoint, paths, device=args.device, batch_size=args.batch_size,
-                          method=args.decode, beam_width=args.beam_width, max_len=args.max_len,
-                          progress=not args.no_progress)
+    if args.model:
+        from training.mlflow_model import predict_with_model
+
+        predictions = predict_with_model(args.model, paths)
+        pairs = enumerate(zip(paths, predictions, strict=True))
+        rows = [PredictionRow(i, Path(p).name, str(p), text) for i, (p, text) in pairs]
+    else:
+        rows = predict_images(args.checkpoint, paths, device=args.device, batch_size=args.batch_size,
+                              method=args.decode, beam_width=args.beam_width, max_len=args.max_len,
+                              progress=not args.no_progress)
     txt, jsonl = write_predictions(rows, args.out)
     failed = sum(r.error is not None for r in rows)
     print(f"{len(rows)} predictions ({failed} unreadable inputs left empty) -> {txt} and {jsonl}")

@@ -81,10 +81,92 @@ def is_ink(path: Path) -> bool:
     return Path(path).suffix.lower() in INK_SUFFIXES
 
 
-def prepare_input(path: Path, options: ImageOptions, ink: InkOptions) -> np.ndarray:
-    """(H, W) uint8 pixels as the dataset pipeline would store them for `path`: pen files are drawn first."""
-    gray = render_inkml(path, ink) if is_ink(path) else load_gray(path, options.max_pixels)
+def prepare_input(source: Path | np.ndarray, options: ImageOptions, ink: InkOptions) -> np.ndarray:
+    """(H, W) uint8 pixels as the dataset pipeline would store them for `source`: a file (pen files are
+    drawn first) or pixels already in memory ((H, W) gray or (H, W, 3|4) colour, dark ink on light)."""
+    if isinstance(source, np.ndarray):
+        return process_gray(as_gray(source), options)
+    gray = render_inkml(source, ink) if is_ink(source) else load_gray(source, options.max_pixels)
     return process_gray(gray, options)
+
+
+def as_gray(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 from a gray or RGB(A) array (0-255, or 0-1 floats), alpha composited onto white."""
+    arr = np.asarray(pixels)
+    if arr.dtype.kind == "f" and arr.size and float(np.nanmax(arr)) <= 1.0:
+        arr = arr * 255.0
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        rgb = arr[..., :3].astype(np.float32)
+        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
+        if arr.shape[2] == 4:
+            alpha = arr[..., 3].astype(np.float32) / 255.0
+            gray = gray * alpha + 255.0 * (1.0 - alpha)
+        arr = gray
+    if arr.ndim != 2:
+        raise ImageRejected(f"pixels of shape {arr.shape}: expected (H, W) gray or (H, W, 3|4) colour")
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+class Predictor:
+    """A checkpoint loaded once, with the image and pen options its dataset was prepared with: what
+    `predict_images` and the registered MLflow model both decode with."""
+
+    def __init__(self, checkpoint: Path, device: str = "auto"):
+        self.checkpoint = Path(checkpoint)
+        self.device = resolve_device(device)
+        self.model, self.vocab, self.config = load_model(self.checkpoint, self.device)
+        ckpt = load_checkpoint(self.checkpoint)
+        self.options = image_options(ckpt.get("image_options"))
+        self.ink = InkOptions.from_dict(ckpt.get("ink_options"))
+        self.trained_on_ink = ckpt.get("ink_options") is not None
+
+    def predict(
+        self,
+        inputs: list[Path | np.ndarray],
+        *,
+        batch_size: int = 32,
+        method: str = "greedy",
+        beam_width: int = 5,
+        max_len: int | None = None,
+        progress: bool = False,
+    ) -> list[PredictionRow]:
+        """One PredictionRow per input, in order; unusable inputs carry `error` and an empty prediction."""
+        if not self.trained_on_ink and any(not isinstance(i, np.ndarray) and is_ink(i) for i in inputs):
+            logger.warning("checkpoint %s was not trained on pen input (its dataset recorded no ink "
+                           "options): .inkml files are drawn with the InkOptions defaults", self.checkpoint)
+        rows = [_row(i, source) for i, source in enumerate(inputs)]
+        by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        for row, source in zip(rows, inputs, strict=True):
+            try:
+                pixels = prepare_input(_as_source(source), self.options, self.ink)
+            except (ImageRejected, OSError, ValueError) as exc:  # InkRejected is an ImageRejected
+                row.error = str(exc)
+                logger.warning("input %d (%s) skipped: %s", row.index, row.path, exc)
+                continue
+            by_shape[pixels.shape].append((row.index, pixels))
+        batches = [g[i : i + batch_size] for g in by_shape.values() for i in range(0, len(g), batch_size)]
+        model, dev = self.model, self.device
+        with torch.no_grad():
+            for batch in tqdm(batches, desc="predict", disable=not progress, dynamic_ncols=True):
+                images = torch.from_numpy(np.stack([p for _, p in batch])).unsqueeze(1)  # (B, 1, H, W)
+                images = images.to(dev).float().div_(255.0)
+                with autocast(dev, self.config.trainer.amp, model):
+                    decoded = decode_images(model, images, method=method, beam_width=beam_width,
+                                            max_len=max_len)  # fmt: skip
+                for (index, _), seq, score in zip(batch, decoded.sequences, decoded.scores, strict=True):
+                    rows[index].prediction = " ".join(self.vocab.decode(seq))
+                    rows[index].score = float(score)
+        return rows
+
+
+def _as_source(source: Path | str | np.ndarray) -> Path | np.ndarray:
+    return source if isinstance(source, np.ndarray) else Path(source)
+
+
+def _row(index: int, source: Path | np.ndarray) -> PredictionRow:
+    if isinstance(source, np.ndarray):
+        return PredictionRow(index, f"array-{index}", f"<array {tuple(source.shape)}>")
+    return PredictionRow(index, Path(source).name, str(source))
 
 
 def predict_images(
@@ -99,35 +181,10 @@ def predict_images(
     progress: bool = True,
 ) -> list[PredictionRow]:
     """One PredictionRow per path, in order; unusable inputs carry `error` and an empty prediction."""
-    dev = resolve_device(device)
-    model, vocab, config = load_model(checkpoint, dev)
-    ckpt = load_checkpoint(checkpoint)
-    options = image_options(ckpt.get("image_options"))
-    ink = InkOptions.from_dict(ckpt.get("ink_options"))
-    if ckpt.get("ink_options") is None and any(is_ink(p) for p in paths):
-        logger.warning("checkpoint %s was not trained on pen input (its dataset recorded no ink options): "
-                       ".inkml files are drawn with the InkOptions defaults", checkpoint)
-    rows = [PredictionRow(i, Path(p).name, str(p)) for i, p in enumerate(paths)]
-    by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for row, path in zip(rows, paths, strict=True):
-        try:
-            pixels = prepare_input(Path(path), options, ink)
-        except (ImageRejected, OSError, ValueError) as exc:  # InkRejected is an ImageRejected
-            row.error = str(exc)
-            logger.warning("input %d (%s) skipped: %s", row.index, path, exc)
-            continue
-        by_shape[pixels.shape].append((row.index, pixels))
-    batches = [g[i : i + batch_size] for g in by_shape.values() for i in range(0, len(g), batch_size)]
-    with torch.no_grad():
-        for batch in tqdm(batches, desc="predict", disable=not progress, dynamic_ncols=True):
-            images = torch.from_numpy(np.stack([p for _, p in batch])).unsqueeze(1)  # (B, 1, H, W)
-            images = images.to(dev).float().div_(255.0)
-            with autocast(dev, config.trainer.amp, model):
-                decoded = decode_images(model, images, method=method, beam_width=beam_width, max_len=max_len)
-            for (index, _), seq, score in zip(batch, decoded.sequences, decoded.scores, strict=True):
-                rows[index].prediction = " ".join(vocab.decode(seq))
-                rows[index].score = float(score)
-    return rows
+    return Predictor(checkpoint, device).predict(
+        list(paths), batch_size=batch_size, method=method, beam_width=beam_width, max_len=max_len,
+        progress=progress,
+    )  # fmt: skip
 
 
 def write_predictions(rows: list[PredictionRow], out: Path) -> tuple[Path, Path]:
@@ -141,5 +198,5 @@ def write_predictions(rows: list[PredictionRow], out: Path) -> tuple[Path, Path]
     return out, jsonl
 
 
-__all__ = ["INK_SUFFIXES", "PredictionRow", "image_options", "is_ink", "list_images", "predict_images",
-           "prepare_input", "write_predictions"]
+__all__ = ["INK_SUFFIXES", "PredictionRow", "Predictor", "as_gray", "image_options", "is_ink", "list_images",
+           "predict_images", "prepare_input", "write_predictions"]

@@ -263,7 +263,7 @@ def test_a_store_file_corrupted_mid_study_fails_no_trial(fake_study, fake_traini
     """A real fault, not a mock: the SQLite store is overwritten in place after the first trial."""
     store = tmp_path / "own" / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
-    from search.mlflow_store import ensure_store
+    from core.mlflow_store import ensure_store
 
     ensure_store(store)
     calls = {"n": 0}

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
+from core import mlflow_store
+from core.mlflow_store import StoreError, ensure_store, half_made
 from core.paths import REPO_ROOT, mlruns_dir
-from search import mlflow_store
 from search.cli import main
-from search.mlflow_store import StoreError, ensure_store, half_made
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""The MLflow store under mlruns/ (`mlflow.db`, SQLite): created whole or not at all.
+"""The MLflow store under mlruns/ (`mlflow.db`, SQLite): created whole or not at all. Shared by the
+study harness (search.tracking) and a plain training run that registers its model (training.cli).
 
 Creating the store runs MLflow's schema migrations, which take seconds. A process killed meanwhile (the
 OOM killer, a dropped SSH session) used to leave a half-migrated `mlflow.db` that every later command
@@ -14,8 +15,25 @@ import re
 import sqlite3
 from pathlib import Path
 
+from core.paths import mlruns_dir
+
 log = logging.getLogger(__name__)
 _CHECKED: set[Path] = set()
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else the project's store `sqlite:///mlruns/mlflow.db` (created whole)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    store = mlruns_dir() / "mlflow.db"
+    ensure_store(store)  # created whole or not at all; a half-made one is a clear StoreError
+    return f"sqlite:///{store}"
+
+
+def project_store_in_use() -> bool:
+    """Whether runs are tracked here already: MLFLOW_TRACKING_URI set, or the project's store exists."""
+    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or (mlruns_dir() / "mlflow.db").exists()
 
 
 class StoreError(RuntimeError):
