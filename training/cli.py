@@ -2,6 +2,7 @@
 
     python -m training train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume]
     python -m training predict --checkpoint C | --model models:/NAME-best/latest --images DIR|LIST --out R
+    python -m training export-onnx --checkpoint C --out DIR
     python -m training evaluate --checkpoint C --data data/NAME --split test [--out metrics.json]
 
 `train` prints the best checkpoint's path as its last line (scripts rely on it). It logs to MLflow when
@@ -41,9 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     source = pr.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path)
     source.add_argument("--model", help="an MLflow model URI: models:/NAME-best/latest, runs:/ID/model")
+    source.add_argument("--onnx", type=Path, help="a folder written by export-onnx (greedy, on ONNX Runtime)")
     pr.add_argument("--images", type=Path, required=True,
                     help="a folder of images and .inkml pen files, or a file listing paths")
     pr.add_argument("--out", type=Path, required=True, help="results.txt (a .jsonl is written beside it)")
+    ox = sub.add_parser("export-onnx", help="write a Transformer checkpoint as ONNX (encoder + decoder step)")
+    ox.add_argument("--checkpoint", type=Path, required=True)
+    ox.add_argument("--out", type=Path, required=True, help="folder for the two graphs and model.json")
     ev = sub.add_parser("evaluate", help="score a checkpoint on a prepared dataset split (metrics JSON)")
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--data", required=True, help="a prepared dataset folder or a name under data/")
@@ -144,7 +149,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from training.predict import PredictionRow, list_images, predict_images, write_predictions
 
     paths = list_images(args.images)
-    if args.model:
+    if args.onnx:
+        from training.onnx_export import OnnxPredictor
+
+        rows = OnnxPredictor(args.onnx).predict(paths, batch_size=args.batch_size)
+    elif args.model:
         from training.mlflow_model import predict_with_model
 
         predictions = predict_with_model(args.model, paths)
@@ -192,10 +201,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from training.onnx_export import export_onnx
+
+    try:
+        out = export_onnx(args.checkpoint, args.out)
+    except ValueError as exc:  # a model family without an ONNX path
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"ONNX model in {out}: predict with python -m training predict --onnx {out} --images DIR --out R")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}
+    commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
+                "export-onnx": cmd_export_onnx}
     try:
         return commands[args.command](args)
     except (ConfigError, FileNotFoundError) as exc:  # a user's mistake: the message says the fix

@@ -134,17 +134,7 @@ class Predictor:
         if not self.trained_on_ink and any(not isinstance(i, np.ndarray) and is_ink(i) for i in inputs):
             logger.warning("checkpoint %s was not trained on pen input (its dataset recorded no ink "
                            "options): .inkml files are drawn with the InkOptions defaults", self.checkpoint)
-        rows = [_row(i, source) for i, source in enumerate(inputs)]
-        by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
-        for row, source in zip(rows, inputs, strict=True):
-            try:
-                pixels = prepare_input(_as_source(source), self.options, self.ink)
-            except (ImageRejected, OSError, ValueError) as exc:  # InkRejected is an ImageRejected
-                row.error = str(exc)
-                logger.warning("input %d (%s) skipped: %s", row.index, row.path, exc)
-                continue
-            by_shape[pixels.shape].append((row.index, pixels))
-        batches = [g[i : i + batch_size] for g in by_shape.values() for i in range(0, len(g), batch_size)]
+        rows, batches = prepared_batches(inputs, self.options, self.ink, batch_size)
         model, dev = self.model, self.device
         with torch.no_grad():
             for batch in tqdm(batches, desc="predict", disable=not progress, dynamic_ncols=True):
@@ -157,6 +147,23 @@ class Predictor:
                     rows[index].prediction = " ".join(self.vocab.decode(seq))
                     rows[index].score = float(score)
         return rows
+
+
+def prepared_batches(
+    inputs: list[Path | np.ndarray], options: ImageOptions, ink: InkOptions, batch_size: int
+) -> tuple[list[PredictionRow], list[list[tuple[int, np.ndarray]]]]:
+    """A row per input (an unusable one with its `error`) and batches of (index, pixels) of one size."""
+    rows = [_row(i, source) for i, source in enumerate(inputs)]
+    by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for row, source in zip(rows, inputs, strict=True):
+        try:
+            pixels = prepare_input(_as_source(source), options, ink)
+        except (ImageRejected, OSError, ValueError) as exc:  # InkRejected is an ImageRejected
+            row.error = str(exc)
+            logger.warning("input %d (%s) skipped: %s", row.index, row.path, exc)
+            continue
+        by_shape[pixels.shape].append((row.index, pixels))
+    return rows, [g[i : i + batch_size] for g in by_shape.values() for i in range(0, len(g), batch_size)]
 
 
 def _as_source(source: Path | str | np.ndarray) -> Path | np.ndarray:
@@ -199,4 +206,4 @@ def write_predictions(rows: list[PredictionRow], out: Path) -> tuple[Path, Path]
 
 
 __all__ = ["INK_SUFFIXES", "PredictionRow", "Predictor", "as_gray", "image_options", "is_ink", "list_images",
-           "predict_images", "prepare_input", "write_predictions"]
+           "predict_images", "prepare_input", "prepared_batches", "write_predictions"]
