@@ -4,8 +4,10 @@ python -m benchmarks crohme: crohme-cpu's best against hand tuning on CROHME 201
 python -m benchmarks precision: the fast mode's accuracy against fp32, two seeds (precision_accuracy.py).
 python -m benchmarks compare REV [--bench NAME]: a bench at REV and here, back to back (compare_commits.py).
 
-Each bench_* module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench;
-the search comparison takes hours and writes its own benchmarks/search_results.json.
+Each bench_* module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench,
+with `<bench>_code_version` and `<bench>_device` beside them: the file gathers benches run at different
+commits on different machines, and `device` alone names only the last. The search comparison takes hours
+and writes its own benchmarks/search_results.json.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ def main(argv: list[str]) -> int:
             print(f"   FAILED: {exc!r}", flush=True)
             failed.append(name)
             continue
-        record(figures)
+        from core.bench import describe_device
+        from search.studies import code_version
+
+        record({**figures, f"{name}_code_version": code_version(), f"{name}_device": describe_device()})
         for key, value in figures.items():
             print(f"   {key} = {value}")
         print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
