@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models import step_tapes
 from models.base import DecodeState, ImageToLatexModel, ModelConfig, fp32_on_cpu, register_model
+from models.step_tapes import AttentionTape, MatmulTape, plain_attention, teacher_forcing_tapes
 
 MAX_ROWS = 128  # learned initial row states; taller feature maps reuse the last one
 
@@ -161,7 +161,7 @@ class CNNRNN(ImageToLatexModel):
         carried: dict[str, Tensor],
         attend: Callable[[Tensor], Tensor],
         weights: list,
-        combine: Tensor | step_tapes.MatmulTape,
+        combine: Tensor | MatmulTape,
     ) -> dict:
         """One decoder step from layer 0's embedded gates: the stacked LSTM cell (nn.LSTM's arithmetic,
         gate order i, f, g, o, with `_cell_weights`), Luong attention (`attend`: query -> context), input
@@ -191,7 +191,7 @@ class CNNRNN(ImageToLatexModel):
 
     def decode_step(self, state: DecodeState, tokens: Tensor, step: int) -> Tensor:
         keys, memory = state.shared["keys"], state.shared["memory"]
-        attend = partial(step_tapes.attend, keys=keys, memory=memory)
+        attend = partial(plain_attention, keys=keys, memory=memory)
         gates, combine = self._embedded_gates(tokens), self.combine.weight.t()
         state.carried = self._step(gates, state.carried, attend, self._cell_weights(), combine)
         return self.head(state.carried["feed"])  # (B, V)
@@ -205,11 +205,11 @@ class CNNRNN(ImageToLatexModel):
             gates = self._embedded_gates(tgt_in)  # (B, T, 4Hd)
             keys, memory = state.shared["keys"], state.shared["memory"]
             weights, combine = self._cell_weights(), self.combine.weight.t()
-            attend = partial(step_tapes.attend, keys=keys, memory=memory)
+            attend = partial(plain_attention, keys=keys, memory=memory)
             shared = (keys, memory, combine, *(w for ws in weights for w in ws[:2]))
-            if step_tapes.teacher_forcing_tapes(*shared):
-                attend = step_tapes.AttentionTape(keys, memory).attend
-                tape = step_tapes.MatmulTape
+            if teacher_forcing_tapes(*shared):
+                attend = AttentionTape(keys, memory).attend
+                tape = MatmulTape
                 weights = [(tape(w_in), tape(w_hh), bias) for w_in, w_hh, bias in weights]
                 combine = tape(combine)
             carried, feeds = state.carried, []
@@ -220,8 +220,8 @@ class CNNRNN(ImageToLatexModel):
             return self.head(torch.stack(feeds, dim=1))  # (B, T, V)
 
 
-def _addmm(bias: Tensor | None, x: Tensor, weight: Tensor | step_tapes.MatmulTape) -> Tensor:
-    if isinstance(weight, step_tapes.MatmulTape):
+def _addmm(bias: Tensor | None, x: Tensor, weight: Tensor | MatmulTape) -> Tensor:
+    if isinstance(weight, MatmulTape):
         return weight.addmm(bias, x)
     return x.mm(weight) if bias is None else torch.addmm(bias, x, weight)
 

@@ -46,7 +46,7 @@ class AttentionTape:
         return _Step.apply(query, self.keys, self.memory, self, len(self.queries))
 
 
-def attend(query: Tensor, keys: Tensor, memory: Tensor) -> Tensor:
+def plain_attention(query: Tensor, keys: Tensor, memory: Tensor) -> Tensor:
     """One step's context with plain autograd (decoding, or no gradient wanted)."""
     return _attention(query, keys, memory)[0]
 

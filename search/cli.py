@@ -35,6 +35,7 @@ from search.study_progress import StudyProgress, cpu_note
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none, tracking_uri
 from search.warm_start import STUDY_ATTR as WARM_ATTR
 from search.warm_start import describe as describe_warm_start
+from training.cuda_faults import is_sticky_cuda_error
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         runner.run_worker(spec, n, args.storage, callbacks=callbacks, worker_salt=salt, status=status)
     except KeyboardInterrupt:
         return 130
-    except runner.GpuUnusable as exc:
+    except RuntimeError as exc:
+        # a sticky CUDA error that escaped a trial (a callback's CUDA call after a device-side assert) ends
+        # this worker as a broken GPU does, so its launcher starts a fresh process rather than a retry
+        if not isinstance(exc, runner.GpuUnusable) and not is_sticky_cuda_error(exc):
+            raise
         progress.close()
-        print(f"error: {exc}", file=sys.stderr)
+        unusable = exc if isinstance(exc, runner.GpuUnusable) else runner.GpuUnusable(exc)
+        print(f"error: {unusable}", file=sys.stderr)
         return workers.EXIT_GPU_UNUSABLE
     finally:
         progress.close()

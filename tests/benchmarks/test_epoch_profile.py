@@ -21,8 +21,9 @@ def test_the_shares_split_the_last_epoch(isolated_home):
     figures = bench_epoch_profile.profile_epoch(config)
     parts = [figures[f"cpu_epoch_{k}_share"] for k in ("step", "loader", "validation")]
     assert all(0.0 < p < 1.0 for p in parts), figures
-    # the training pass and validation are the epoch, less the loop's bookkeeping between them
-    assert 0.85 <= sum(parts) <= 1.0 + 1e-6, figures
+    # the training pass and validation are the epoch, less the loop's bookkeeping between them; each share
+    # is rounded to 3 decimals, so three of them may sum to 1.0015
+    assert 0.85 <= sum(parts) <= 1.0015, figures
     assert figures["cpu_epoch_val_img_per_s"] > 0 and figures["cpu_epoch_train_img_per_s"] > 0
     assert figures["cpu_epoch_s"] > 0
 

@@ -16,7 +16,7 @@ def _recurrence(taped: bool, keys, memory, weight, out_weight, bias, x0, skip_la
         attend = step_tapes.AttentionTape(keys_in, memory_in).attend
         step, out = step_tapes.MatmulTape(weight).addmm, step_tapes.MatmulTape(out_weight).addmm
     else:
-        attend = lambda q: step_tapes.attend(q, keys_in, memory_in)  # noqa: E731
+        attend = lambda q: step_tapes.plain_attention(q, keys_in, memory_in)  # noqa: E731
         step = lambda b, x: torch.addmm(b, x, weight)  # noqa: E731
         out = lambda b, x: x.mm(out_weight)  # noqa: E731
     x, loss, steps = x0, 0.0, 5

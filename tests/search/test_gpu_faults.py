@@ -166,3 +166,27 @@ def test_gpu_problem_names_the_usual_causes(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.setattr(torch.cuda, "init", no_driver)
     assert gpu_problem() == "CUDA cannot start: Found no NVIDIA driver on your system."
+
+
+def test_a_sticky_cuda_error_that_escapes_the_trials_still_ends_the_worker_as_unusable(
+    fake_study, fake_training, capsys, monkeypatch
+):
+    """A device-side assert surfacing outside a trial (a callback's CUDA call after it) is the same broken
+    GPU: the worker exits with EXIT_GPU_UNUSABLE, not as a user error, so its launcher replaces it."""
+    from search import runner
+
+    fake_training()
+    _study(fake_study)  # the study exists, as a worker joining it expects
+
+    def escaped(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(runner, "run_worker", escaped)
+    assert main(["worker", fake_study, "--trials", "1", "--no-progress"]) == workers.EXIT_GPU_UNUSABLE
+    assert "unusable" in capsys.readouterr().err
+
+    def plain_bug(*args, **kwargs):
+        raise RuntimeError("a plain bug")
+
+    monkeypatch.setattr(runner, "run_worker", plain_bug)
+    assert main(["worker", fake_study, "--trials", "1", "--no-progress"]) == 2  # a one-line error, as before
