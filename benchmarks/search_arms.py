@@ -186,6 +186,7 @@ def copy_random_startup(
     own. Returns the number copied."""
     n = spec.sampler.n_startup_trials
     source_path = journal(plan, "random", seed)
+    _continue_committed(plan, source_path)  # random ran on another machine
     if study.trials or not source_path.exists():
         return 0
     deadline = time.monotonic() + wait_s
@@ -236,9 +237,7 @@ def run_study(plan: Plan, arm: str, seed: int | None) -> dict[str, Any]:
     spec = arm_spec(plan, arm, seed)
     path = journal(plan, arm, seed)
     committed = None if plan.quick else JOURNALS / path.name
-    if committed is not None and committed.is_file() and not path.exists():
-        shutil.copyfile(committed, path)  # a run begun on another machine continues here
-        print(f"[{arm}] continuing from {committed.relative_to(REPO_ROOT)}", flush=True)
+    _continue_committed(plan, path)
     storage = str(path)
     study = studies.prepare_study(spec, storage)
     if arm in ("tpe", "tpe_hyperband") and copy_random_startup(plan, arm, seed, spec, study):
@@ -268,6 +267,16 @@ def run_study(plan: Plan, arm: str, seed: int | None) -> dict[str, Any]:
             tracker.finish_parent(status)
         study = studies.load_existing(spec.name, storage)
     return {"search_seed": seed, **search_summary(study)}
+
+
+def _continue_committed(plan: Plan, path: Path) -> None:
+    """A full run begun on another machine continues here: its committed journal seeds the work folder."""
+    committed = JOURNALS / path.name
+    if plan.quick or path.exists() or not committed.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(committed, path)
+    print(f"continuing {path.stem} from {committed.relative_to(REPO_ROOT)}", flush=True)
 
 
 def _unfinished(study: optuna.Study, spec: StudySpec) -> bool:

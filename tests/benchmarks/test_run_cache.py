@@ -75,3 +75,23 @@ def test_the_source_hash_follows_the_code_not_the_result_files(tmp_path, monkeyp
     assert search_arms.source_hash() == before
     (tmp_path / "search" / "a.py").write_text("x = 2\n")
     assert search_arms.source_hash() != before
+
+
+def test_a_full_run_continues_from_its_committed_journals(tmp_path, monkeypatch):
+    """A fresh machine's work folder is seeded from benchmarks/search-journals/; a journal already there
+    (this machine's own progress) is never overwritten, and the quick run never reads the committed ones."""
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    (committed / "random-seed11.journal").write_text("committed trials\n")
+    monkeypatch.setattr(search_arms, "JOURNALS", committed)
+    monkeypatch.setattr(search_arms, "REPO_ROOT", tmp_path)
+    full = search_arms.Plan(load_spec("smoke"), 2, tmp_path / "work", tmp_path / "out", False)
+    path = search_arms.journal(full, "random", 11)
+    search_arms._continue_committed(full, path)
+    assert path.read_text() == "committed trials\n"
+    path.write_text("this machine's own\n")
+    search_arms._continue_committed(full, path)
+    assert path.read_text() == "this machine's own\n"
+    quick = search_arms.Plan(load_spec("smoke"), 2, tmp_path / "quick", tmp_path / "out", True)
+    search_arms._continue_committed(quick, search_arms.journal(quick, "random", 11))
+    assert not (tmp_path / "quick").exists()
