@@ -238,8 +238,8 @@ def parity(checkpoint: Path, folder: Path, images: list[np.ndarray], batch_size:
             theirs = onnx.decode(batch)
             with torch.no_grad():
                 tensor = torch.from_numpy(batch)
-                ours = greedy_decode(model, tensor).sequences
-                memory = model.encode(tensor)
+                memory = model.encode(tensor)  # once: the decode and the near-tie check share it
+                ours = greedy_decode(model, tensor, memory=memory).sequences
             for row, (a, b) in enumerate(zip(ours, theirs, strict=True)):
                 total += 1
                 if a == b:
