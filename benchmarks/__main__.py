@@ -37,7 +37,15 @@ def main(argv: list[str]) -> int:
         from benchmarks.search_arms import main as search_main
 
         return search_main(argv[1:])
-    names = argv or sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    known = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    unknown = sorted(set(argv) - set(known) - {"-h", "--help"})
+    if unknown:  # checked before any bench runs: a typo must not cost the benches before it
+        print(f"unknown bench {', '.join(unknown)}; choose from {' '.join(known)}", file=sys.stderr)
+        return 2
+    if {"-h", "--help"} & set(argv):
+        print(f"{__doc__.strip()}\n\nbenches: {' '.join(known)}")
+        return 0
+    names = argv or known
     failed = []
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")
@@ -50,7 +58,7 @@ def main(argv: list[str]) -> int:
             failed.append(name)
             continue
         from core.bench import describe_device
-        from search.studies import code_version
+        from search.study.studies import code_version
 
         record({**figures, f"{name}_code_version": code_version(), f"{name}_device": describe_device()})
         for key, value in figures.items():

@@ -37,10 +37,10 @@ def run() -> dict[str, float]:
 
 
 def _measure() -> dict[str, float]:
-    import search.objective as objective
-    from search.runner import run_worker
-    from search.spec import Budget, EnqueuedTrial, PrunerSpec, load_spec
-    from search.studies import prepare_study
+    import search.trial as objective
+    from search.run.runner import run_worker
+    from search.spec.parse import Budget, EnqueuedTrial, PrunerSpec, load_spec
+    from search.study.studies import prepare_study
 
     base = load_spec("transformer")
     good = next(e for e in base.enqueue if e.label == "reference-default")

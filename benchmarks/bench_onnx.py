@@ -31,8 +31,8 @@ RUNS = 3
 def _trained_checkpoint(work: Path) -> Path:
     from benchmarks.hand_tuning import COURSE_SPEC
     from core.typed_config import set_path, to_dict
-    from search.config_paths import base_config_dict
-    from search.spec import load_spec
+    from search.spec.config_paths import base_config_dict
+    from search.spec.parse import load_spec
     from training.config import load_train_config
     from training.loop import train
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.bench import describe_device
 from core.paths import home, shared_data_dir
-from search.studies import code_version
+from search.study.studies import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "import json, importlib; print('FIGURES ' + json.dumps(importlib.import_module('benchmarks.{}').run()))"

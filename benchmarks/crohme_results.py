@@ -33,9 +33,9 @@ import optuna
 from benchmarks.search_arms import split_metrics
 from core.bench import describe_device
 from core.paths import runs_dir
-from search.export import top_trials
-from search.spec import load_spec
-from search.studies import code_version, dataset_hash, load_existing
+from search.results.export import top_trials
+from search.spec.parse import load_spec
+from search.study.studies import code_version, dataset_hash, load_existing
 
 RESULTS = Path(__file__).with_name("crohme_results.json")
 BASELINES = {"course_best": "course-best", "reference_default": "reference-default"}

@@ -35,9 +35,9 @@ import torch
 from core.paths import REPO_ROOT
 from core.typed_config import merge
 from data_prep.ensure import synth_dataset
-from search.space import build_config_dict
-from search.spec import load_spec
-from search.studies import code_version
+from search.spec.parse import load_spec
+from search.spec.space import build_config_dict
+from search.study.studies import code_version
 from training.callbacks import Callback
 from training.config import load_train_config
 from training.loop import train
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="result file (default benchmarks/gpu_check.json)")
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
-        from search.devices import gpu_problem
+        from search.study.devices import gpu_problem
 
         print(f"error: no usable GPU ({gpu_problem()}); on the CPU run --dry-run", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.spec import ParamSpec, StudySpec, load_spec
+from search.spec.parse import ParamSpec, StudySpec, load_spec
 
 COURSE_SPEC, COURSE_LABEL = "transformer", "course-best"
 LR_PATH = "optim.lr"

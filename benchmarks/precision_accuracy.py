@@ -14,6 +14,7 @@ run resumes at the next run; both modes train the same number of epochs on the s
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -25,7 +26,7 @@ import torch
 from core.bench import record
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import merge
-from search.studies import code_version
+from search.study.studies import code_version
 from training.config import load_train_config
 from training.loop import train
 from training.precision import choose_precision
@@ -67,6 +68,9 @@ def _run(mode: str, seed: int, base: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    # no options, but --help must answer instead of starting four training runs
+    prog, summary = "python -m benchmarks precision", __doc__.split("\n")[0]
+    argparse.ArgumentParser(prog=prog, description=summary).parse_args(argv)
     base = best_config()
     runs = [_run(mode, seed, base) for mode in MODES for seed in SEEDS]
 

@@ -46,12 +46,13 @@ from optuna.trial import TrialState
 from benchmarks.hand_tuning import course_params, hand_tuning_trials
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import set_path, to_dict
-from search import runner, studies
-from search.config_paths import base_config_dict
-from search.pruners import create_pruner
-from search.recovery import rerun_trials
-from search.spec import StudySpec, load_spec, parse_spec
-from search.studies import dataset_hash
+from search.run import runner
+from search.spec.config_paths import base_config_dict
+from search.spec.parse import StudySpec, load_spec, parse_spec
+from search.study import studies
+from search.study.pruners import create_pruner
+from search.study.recovery import rerun_trials
+from search.study.studies import dataset_hash
 from search.tracking import PARENT_ATTR, StudyTracker
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ STRATEGIES = (*SEARCH_ARMS, *HAND_ARMS)
 DEFAULT_ARM = "tpe_hyperband"  # what `make study NAME=transformer-cpu` runs: the spec's sampler and pruner
 SOURCE_PACKAGES = ("core", "data_prep", "models", "training", "search", "benchmarks")  # source_hash reads
 SPEC_NAME = "transformer-cpu"
-BUDGET_EPOCHS = 32  # per strategy and search seed: 4 full-fidelity trials of 8 epochs (see the README)
+BUDGET_EPOCHS = 32  # per strategy and search seed: 4 full-fidelity trials of 8 epochs (benchmarks/RESULTS.md)
 JOURNALS = REPO_ROOT / "benchmarks" / "search-journals"  # the full run's journals, committed as it goes
 SEARCH_SEEDS = (11, 12, 13)  # sampler seeds no earlier run used: the space was shaped on seed 0's runs
 TEST_SEEDS = (1, 2, 3)  # training seeds no trial trains with (every trial trains with seed 0)
@@ -107,7 +108,7 @@ def arm_spec(plan: Plan, arm: str, seed: int | None = None) -> StudySpec:
     data = json.loads(json.dumps(plan.spec.data, default=str))
     data.pop("enqueue", None)  # an older spec's baselines: the hand arms measure them
     data["name"] = f"bench-{plan.spec.name}{'-quick' if plan.quick else ''}-{arm}{_seed_suffix(seed)}"
-    # the epoch budget stops it, not a count; the trial that would cross it is cut at it (search.epoch_budget)
+    # the epoch budget stops it, not a count; the trial crossing it is cut at it (search.study.epoch_budget)
     data["budget"] = {**data["budget"], "n_trials": 10_000, "total_epochs": plan.budget_epochs}
     data["sampler"] = {**data["sampler"], "seed": 0 if seed is None else seed}
     if arm in ("random", "hand_tuning"):
@@ -461,7 +462,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--budget", type=int, help=f"epochs per strategy (default {BUDGET_EPOCHS})")
     parser.add_argument("--out", type=Path, help="folder for search_results.json/.html")
     parser.add_argument(
-        "--render", action="store_true", help="only write search_results.html again from search_results.json"
+        "--render",
+        action="store_true",
+        help="only write search_results.html and benchmarks/RESULTS.md's results block again from "
+        "search_results.json",
     )
     parser.add_argument(
         "--arms",
@@ -477,11 +481,13 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     plan = make_plan(args)
     if args.render:
-        from benchmarks.search_results import results_html
+        from benchmarks.search_results import RESULTS_DOC, render
 
-        path = plan.out / "search_results.html"
-        path.write_text(results_html(json.loads(path.with_suffix(".json").read_text())), encoding="utf-8")
-        print(f"wrote {path} from {path.with_suffix('.json')}")
+        source = plan.out / "search_results.json"
+        written = render(source, None if plan.quick else RESULTS_DOC)  # a quick run's figures stay out of it
+        print(f"wrote {' and '.join(map(str, written))} from {source}")
+        if not plan.quick and RESULTS_DOC not in written:
+            print(f"left {RESULTS_DOC} as it is: no results markers, or a JSON older than this benchmark")
         return 0
     start = time.perf_counter()
     strategies = run(plan, args.arms)

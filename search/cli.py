@@ -24,17 +24,18 @@ import optuna
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
-from search import runner, serve, studies, workers
-from search.devices import DEVICE_CHOICES, require_device
-from search.epoch_budget import epochs_spent
-from search.recovery import PID_ATTR as WORKER_PID
-from search.recovery import WORKER_DIED, recover_stale_trials
-from search.spec import StudySpec, load_spec
-from search.storage import describe_storage
-from search.study_progress import StudyProgress, cpu_note
+from search.run import runner, serve, workers
+from search.run.study_progress import StudyProgress, cpu_note
+from search.spec.parse import StudySpec, load_spec
+from search.study import devices, studies
+from search.study.devices import DEVICE_CHOICES, require_device
+from search.study.epoch_budget import epochs_spent
+from search.study.recovery import PID_ATTR as WORKER_PID
+from search.study.recovery import WORKER_DIED, recover_stale_trials
+from search.study.storage import describe_storage
+from search.study.warm_start import STUDY_ATTR as WARM_ATTR
+from search.study.warm_start import describe as describe_warm_start
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none, tracking_uri
-from search.warm_start import STUDY_ATTR as WARM_ATTR
-from search.warm_start import describe as describe_warm_start
 from training.cuda_faults import is_sticky_cuda_error
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             f"{spec.budget.n_trials}); pass --trials n to add more"
         )
         return _finish(study, "FINISHED", target, spec)
-    gpus = workers.visible_gpus()
+    gpus = devices.visible_gpus()
     per_gpu = int(os.environ.get("TRIALS_PER_GPU", "1"))
     slots = workers.plan_slots(args.workers, gpus, per_gpu)
     where = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU visible)"
@@ -208,7 +209,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = studies.spec_from_study(study)
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
     progress = StudyProgress(study, n, enabled=not args.no_progress)
-    workers.limit_gpu_memory()
+    devices.limit_gpu_memory()
     try:
         guard = _budget_guard(args.trials, spec.budget.n_trials)
         callbacks, status = [progress, *guard], progress.trial_status
@@ -230,7 +231,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from search.export import export_pareto, export_top, scores_text
+    from search.results.export import export_pareto, export_top, scores_text
 
     study = studies.load_existing(args.name, args.storage)
     try:
@@ -249,7 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from search.replay import replay_trial
+    from search.results.replay import replay_trial
 
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # the replay's MLflow run ends KILLED, not RUNNING
     try:
@@ -264,7 +265,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.report import write_report
+    from search.results.report import write_report
 
     study = studies.load_existing(args.name, args.storage)
     print(write_report(study))

@@ -95,7 +95,7 @@ class TrainerConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     eval_every: int = 1  # epochs between validations (the last epoch is always validated)
     # The metric that picks best.pt and drives early stopping and the plateau schedule; a study sets it to
-    # its objective (search.config_paths.base_config_dict): a trial's best epoch is the one it is scored by.
+    # its objective (search.spec.config_paths.base_config_dict): a trial is scored by its best epoch.
     monitor: str = "val/avg_score"
     monitor_mode: Literal["max", "min"] = "max"
     early_stopping_patience: int = 0  # validations without a better `monitor` before stopping; 0 = off

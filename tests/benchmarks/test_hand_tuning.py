@@ -8,7 +8,7 @@ import math
 import pytest
 
 from benchmarks.hand_tuning import course_params, hand_tuning_trials, lr_sweep, place_in_profile
-from search.spec import load_spec
+from search.spec.parse import load_spec
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from benchmarks import search_arms
-from search.spec import load_spec
+from search.spec.parse import load_spec
 
 
 @pytest.fixture

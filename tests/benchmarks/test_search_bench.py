@@ -203,7 +203,7 @@ def test_both_tpe_arms_copy_the_random_arms_startup_trials_instead_of_training_t
 
 def test_copied_startup_trials_carry_the_rung_values_later_trials_are_cut_against():
     """transformer-cpu's Hyperband: one rung after epoch 3 of 8, the best third kept once 2 completed."""
-    from search.pruners import create_pruner
+    from search.study.pruners import create_pruner
 
     spec = search_arms.load_spec("transformer-cpu")
     study = optuna.create_study(study_name="hb", direction="maximize", pruner=create_pruner(spec))

@@ -1,6 +1,7 @@
 """The layout is the data flow (docs/ARCHITECTURE.md): core -> data_prep -> models -> training -> search.
 Upstream never imports downstream, no module imports a sibling that imports it back (function-level
-imports included), and no module of the packages grows past 400 lines."""
+imports included), and no module of the packages grows past 400 lines. Inside search/ the rooms are layered
+the same way: spec -> tracking -> study -> trial -> results -> run -> cli."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from core.paths import REPO_ROOT
 
 LAYERS = ["core", "data_prep", "models", "training", "search"]
 MAX_LINES = 400
+# search/'s rooms by job, lowest first (search/__init__.py lists what each holds)
+SEARCH_ROOMS = ["search.spec", "search.tracking", "search.study", "search.trial", "search.results", "search.run",
+                "search.cli", "search.__main__"]  # fmt: skip
 
 
 def _modules() -> dict[str, Path]:
@@ -49,6 +53,23 @@ def test_upstream_never_imports_downstream():
         for a, targets in GRAPH.items()
         for b in targets
         if LAYERS.index(b.split(".")[0]) > LAYERS.index(a.split(".")[0])
+    ]
+    assert not wrong, wrong
+
+
+def _room(module: str) -> int:
+    return next(i for i, room in enumerate(SEARCH_ROOMS) if module == room or module.startswith(room + "."))
+
+
+def test_search_rooms_never_import_a_later_room():
+    rooms = [name for name in GRAPH if name.startswith("search.")]
+    unplaced = [name for name in rooms if not any(name == r or name.startswith(r + ".") for r in SEARCH_ROOMS)]
+    assert not unplaced, f"modules in no room of SEARCH_ROOMS: {unplaced}"
+    wrong = [
+        f"{a} imports {b}"
+        for a in rooms
+        for b in GRAPH[a]
+        if b.startswith("search.") and _room(b) > _room(a)
     ]
     assert not wrong, wrong
 

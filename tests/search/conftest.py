@@ -1,6 +1,6 @@
 """Fixtures for the search tests: a fast fake training loop and small study specs.
 
-The fake replaces `search.objective.run_training` (the seam the objective calls), reports a learning
+The fake replaces `search.trial.run_training` (the seam the objective calls), reports a learning
 curve through the same callbacks the real loop uses, and can raise OOM, NaN or any exception on demand.
 """
 
@@ -138,7 +138,7 @@ def fake_study(isolated_home, monkeypatch, request, shared_mlflow_uri):
     studies = isolated_home / "studies"
     studies.mkdir(parents=True, exist_ok=True)
     (studies / f"{name}.yaml").write_text(textwrap.dedent(FAKE_SPEC), encoding="utf-8")
-    monkeypatch.setattr("search.studies.dataset_hash", lambda dataset: "fakehash")
+    monkeypatch.setattr("search.study.studies.dataset_hash", lambda dataset: "fakehash")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_mlflow_uri)
     return name
 
@@ -147,7 +147,7 @@ def fake_study(isolated_home, monkeypatch, request, shared_mlflow_uri):
 def fake_training(monkeypatch):
     def install(behaviour=lambda config: "ok", write_last: bool = False) -> FakeTraining:
         fake = FakeTraining(behaviour, write_last=write_last)
-        monkeypatch.setattr("search.objective.run_training", fake)
+        monkeypatch.setattr("search.trial.run_training", fake)
         return fake
 
     return install

@@ -16,9 +16,9 @@ import optuna
 import pytest
 
 from core.paths import REPO_ROOT
-from search import serve
 from search.cli import main
-from search.storage import create_storage
+from search.run import serve
+from search.study.storage import create_storage
 
 
 def _free_port() -> int:

@@ -12,9 +12,9 @@ from optuna.trial import TrialState
 
 from core.typed_config import to_dict
 from search.cli import main
-from search.constraints import violation
-from search.spec import SpecError, parse_spec
-from search.studies import load_existing
+from search.spec.constraints import violation
+from search.spec.parse import SpecError, parse_spec
+from search.study.studies import load_existing
 from training.config import load_train_config
 
 from .conftest import FAKE_SPEC, fake_decode_ms

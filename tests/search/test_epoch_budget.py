@@ -10,10 +10,10 @@ import yaml
 from optuna.trial import TrialState
 
 from core.paths import studies_dir
-from search import studies
 from search.cli import main
-from search.epoch_budget import BUDGET_REASON, epochs_spent
-from search.spec import SpecError, load_spec
+from search.spec.parse import SpecError, load_spec
+from search.study import studies
+from search.study.epoch_budget import BUDGET_REASON, epochs_spent
 
 
 def _set_budget(name: str, pruner: str | None = None, **budget) -> None:
@@ -60,8 +60,8 @@ def test_a_budget_below_one_epoch_is_refused(fake_study):
 def test_a_trial_counts_its_last_validated_epoch_whatever_reported_it():
     import optuna
 
-    from search.epoch_budget import trial_epochs
-    from search.objectives import EPOCH_VALUES_ATTR
+    from search.spec.objectives import EPOCH_VALUES_ATTR
+    from search.study.epoch_budget import trial_epochs
 
     every_other = optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={2: 10.0, 4: 20.0})
     curve = {"1": 5.0, "2": 6.0, "3": 7.0}  # a multi-objective trial reports nothing; its curve is an attr

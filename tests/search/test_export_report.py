@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from core.typed_config import to_dict
 from search.cli import main
-from search.studies import load_existing
+from search.study.studies import load_existing
 from training.config import load_train_config
 
 
@@ -90,8 +90,8 @@ def _study_with(n_complete: int):
 
 @pytest.mark.parametrize("n_complete", [2, 9])
 def test_the_report_does_not_rank_parameters_from_too_few_trials(isolated_home, n_complete):
-    from search.figures import MIN_TRIALS_FOR_IMPORTANCE
-    from search.report import write_report
+    from search.results.figures import MIN_TRIALS_FOR_IMPORTANCE
+    from search.results.report import write_report
 
     html = write_report(_study_with(n_complete)).read_text()
     assert f"too few finished trials to rank parameters: {n_complete} complete" in html
@@ -99,7 +99,7 @@ def test_the_report_does_not_rank_parameters_from_too_few_trials(isolated_home, 
 
 
 def test_the_report_ranks_parameters_once_there_are_enough_trials(isolated_home):
-    from search.report import write_report
+    from search.results.report import write_report
 
     html = write_report(_study_with(12)).read_text()
     assert "too few finished trials" not in html

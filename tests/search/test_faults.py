@@ -18,9 +18,9 @@ import yaml
 from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT, mlruns_dir, studies_dir
-from search import studies
 from search.cli import main
-from search.recovery import PID_ATTR, WORKER_DIED
+from search.study import studies
+from search.study.recovery import PID_ATTR, WORKER_DIED
 from search.tracking import get_client
 
 SMOKE_BUDGET = 3  # the kill tests' smoke study: its two baselines and one sampled trial (small_smoke)
@@ -349,7 +349,7 @@ def test_only_an_oserror_raised_in_optunas_storage_counts_as_a_lost_storage(tmp_
     error instead of the 'make it writable' advice."""
     from optuna.storages.journal import JournalFileBackend
 
-    from search.runner import storage_write_error
+    from search.run.runner import storage_write_error
 
     path = tmp_path / "s.journal"
     backend = JournalFileBackend(str(path))

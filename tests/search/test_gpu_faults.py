@@ -11,12 +11,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search import workers
 from search.cli import main
-from search.devices import gpu_problem, require_device
-from search.runner import GpuUnusable, run_worker
-from search.spec import load_spec
-from search.studies import load_existing, prepare_study
+from search.run import workers
+from search.run.runner import GpuUnusable, run_worker
+from search.spec.parse import load_spec
+from search.study import devices
+from search.study.devices import gpu_problem, require_device
+from search.study.studies import load_existing, prepare_study
 
 
 def _study(name: str):
@@ -55,7 +56,7 @@ def test_last_pt_is_deleted_when_a_trial_ends_and_kept_when_it_is_cut(fake_study
         torch.save({"model": {}, "config": {}, "epoch": 2, "history": []}, Path(out_dir) / "last.pt")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("search.objective.run_training", cut_after_two_epochs)
+    monkeypatch.setattr("search.trial.run_training", cut_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
         run_worker(load_spec(fake_study), 1, None)
     cut = load_existing(fake_study, None).get_trials()[3]
@@ -86,11 +87,11 @@ def test_packed_workers_each_take_an_equal_share_of_the_gpu_memory(monkeypatch):
     fractions = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, *a: fractions.append(f))
-    monkeypatch.setenv(workers.GPU_SHARE_ENV, "2")
-    assert workers.limit_gpu_memory() == pytest.approx(workers.MEMORY_HEADROOM / 2)
-    monkeypatch.setenv(workers.GPU_SHARE_ENV, "1")
-    assert workers.limit_gpu_memory() is None
-    assert fractions == [pytest.approx(workers.MEMORY_HEADROOM / 2)]
+    monkeypatch.setenv(devices.GPU_SHARE_ENV, "2")
+    assert devices.limit_gpu_memory() == pytest.approx(devices.MEMORY_HEADROOM / 2)
+    monkeypatch.setenv(devices.GPU_SHARE_ENV, "1")
+    assert devices.limit_gpu_memory() is None
+    assert fractions == [pytest.approx(devices.MEMORY_HEADROOM / 2)]
 
 
 def test_launch_tells_each_worker_how_many_share_its_gpu_and_splits_the_cores(monkeypatch):
@@ -113,7 +114,7 @@ def test_launch_tells_each_worker_how_many_share_its_gpu_and_splits_the_cores(mo
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     workers.launch("x", ["0", "0", "1"], 3, None, poll_every_s=0)
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "0", "1"]
-    assert [e[workers.GPU_SHARE_ENV] for e in envs] == ["2", "2", "1"]
+    assert [e[devices.GPU_SHARE_ENV] for e in envs] == ["2", "2", "1"]
     assert all(int(e["OMP_NUM_THREADS"]) >= 1 for e in envs)
 
 
@@ -173,7 +174,7 @@ def test_a_sticky_cuda_error_that_escapes_the_trials_still_ends_the_worker_as_un
 ):
     """A device-side assert surfacing outside a trial (a callback's CUDA call after it) is the same broken
     GPU: the worker exits with EXIT_GPU_UNUSABLE, not as a user error, so its launcher replaces it."""
-    from search import runner
+    from search.run import runner
 
     fake_training()
     _study(fake_study)  # the study exists, as a worker joining it expects

@@ -1,5 +1,6 @@
-"""A multi-objective study's front is its own (search/pareto.py), and the constraints that decide who may be
-on it keep a retried trial's own values (search/objectives.set_constraint); trials written by Optuna directly.
+"""A multi-objective study's front is its own (search/spec/pareto.py), and the constraints that decide
+who may be on it keep a retried trial's own values (search/spec/objectives.set_constraint);
+trials written by Optuna directly.
 
 python -m pytest tests/search/test_pareto.py -q
 """
@@ -11,10 +12,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.objectives import set_constraint
-from search.pareto import pareto_trials
-from search.studies import summary
-from search.warm_start import FROM_ATTR
+from search.spec.objectives import set_constraint
+from search.spec.pareto import pareto_trials
+from search.study.studies import summary
+from search.study.warm_start import FROM_ATTR
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

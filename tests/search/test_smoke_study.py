@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT, exports_dir, runs_dir
 from search.cli import main
-from search.studies import load_existing
+from search.study.studies import load_existing
 from search.tracking import RUN_STATUS, get_client
 from training.checkpoint import load_checkpoint
 from training.config import load_train_config
@@ -164,7 +164,7 @@ def test_replay_reproduces_a_trials_recorded_curve_exactly(smoke_home, capsys):
 
 
 def test_replay_on_data_that_hashes_differently_names_both_hashes(smoke_home, capsys, monkeypatch):
-    monkeypatch.setattr("search.studies.dataset_hash", lambda dataset: "0123abcd")
+    monkeypatch.setattr("search.study.studies.dataset_hash", lambda dataset: "0123abcd")
     assert main(["replay", "smoke", "--trial", "0"]) == 2
     err = capsys.readouterr().err
     recorded = load_existing("smoke", None).user_attrs["dataset_hash"]
@@ -174,7 +174,7 @@ def test_replay_on_data_that_hashes_differently_names_both_hashes(smoke_home, ca
 def test_a_trial_cut_after_epoch_2_of_4_resumes_from_last_pt(smoke_home, monkeypatch, tmp_path):
     """Ctrl-C after epoch 2: the rerun trains only epochs 3-4 in the same folder, keeps its epoch numbers
     with Optuna, and ends exactly where an uninterrupted run of the same config ends."""
-    import search.objective as objective
+    import search.trial as objective
     from training.callbacks import Callback
 
     spec = yaml.safe_load((REPO_ROOT / "studies" / "smoke.yaml").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 
-from search.study_progress import StudyProgress, cpu_note
+from search.run.study_progress import StudyProgress, cpu_note
 
 
 def test_first_epoch_gives_an_upper_bound_for_the_rest_of_the_study(capsys):

@@ -8,10 +8,10 @@ import optuna
 import pytest
 
 from core.typed_config import flatten, to_dict
-from search.pruners import create_pruner
-from search.space import build_config_dict, suggest_params, violated_constraints
-from search.spec import SpecError, evaluate_constraint, load_spec, parse_spec
-from search.studies import create_sampler
+from search.spec.parse import SpecError, evaluate_constraint, load_spec, parse_spec
+from search.spec.space import build_config_dict, suggest_params, violated_constraints
+from search.study.pruners import create_pruner
+from search.study.studies import create_sampler
 from training.config import load_train_config
 
 SHIPPED = ["smoke", "transformer", "transformer-cpu", "transformer-cpu-speed", "rnn", "crohme-cpu"]
@@ -160,7 +160,7 @@ def test_unknown_config_paths_and_unsupported_constraints_fail_when_the_spec_loa
 
 
 def test_a_constraint_on_another_families_knob_does_not_apply():
-    from search.constraints import evaluate_constraint
+    from search.spec.constraints import evaluate_constraint
 
     rnn = {"model.kind": "rnn", "model.decoder_hidden": 64}
     assert evaluate_constraint("model.d_model % model.nhead == 0", rnn)
@@ -176,8 +176,8 @@ def test_a_constraint_on_a_missing_non_model_path_is_an_error_not_a_pass():
 def test_when_on_an_unsearched_path_reads_its_default():
     import optuna
 
-    from search.config_paths import resolved_base
-    from search.space import suggest_params
+    from search.spec.config_paths import resolved_base
+    from search.spec.space import suggest_params
 
     spec = parse_spec({"space": {"model.nhead": {"choices": [2, 4], "when": {"model.kind": "transformer"}}}},
                       default_name="x")  # fmt: skip

@@ -10,10 +10,10 @@ import pytest
 from optuna.trial import TrialState
 
 from search.cli import main
-from search.runner import run_worker
-from search.spec import SpecError, load_spec
-from search.storage import create_storage
-from search.studies import prepare_study
+from search.run.runner import run_worker
+from search.spec.parse import SpecError, load_spec
+from search.study.storage import create_storage
+from search.study.studies import prepare_study
 from search.tracking import RUN_STATUS, get_client
 
 

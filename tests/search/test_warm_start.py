@@ -1,4 +1,4 @@
-"""Warm start from earlier studies (search/warm_start.py), with the fake training loop.
+"""Warm start from earlier studies (search/study/warm_start.py), with the fake training loop.
 
 The earlier studies are written with Optuna directly: what matters here is which of their trials join the
 new study's history and what that changes, not how they were trained.
@@ -16,10 +16,10 @@ import yaml
 from optuna.trial import TrialState
 
 from search.cli import main
-from search.spec import load_spec
-from search.storage import create_storage, journal_path
-from search.studies import count_finished, load_existing, summary
-from search.warm_start import FROM_ATTR, TOP_ATTR, distribution
+from search.spec.parse import load_spec
+from search.study.storage import create_storage, journal_path
+from search.study.studies import count_finished, load_existing, summary
+from search.study.warm_start import FROM_ATTR, TOP_ATTR, distribution
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # set_metric_names
 

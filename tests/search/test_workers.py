@@ -15,11 +15,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.spec import load_spec
-from search.storage import create_storage
-from search.studies import prepare_study
+from search.run.workers import plan_slots, split_trials
+from search.spec.parse import load_spec
+from search.study.storage import create_storage
+from search.study.studies import prepare_study
 from search.tracking import get_client
-from search.workers import plan_slots, split_trials
 
 PG_URLS = ["postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test"]
 
@@ -27,8 +27,8 @@ WORKER_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import conftest
-import search.objective
-search.objective.run_training = conftest.FakeTraining(epoch_seconds=0.01)
+import search.trial
+search.trial.run_training = conftest.FakeTraining(epoch_seconds=0.01)
 from search.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -83,7 +83,7 @@ def test_two_workers_share_a_journal_study(fake_study, tmp_path):
 def _postgres_url() -> str:
     import sqlalchemy
 
-    from search.storage import _with_installed_driver
+    from search.study.storage import _with_installed_driver
 
     errors = []
     for url in PG_URLS:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.typed_config import ConfigError, check_choice, from_dict
-from search.constraints import SpecError, constraint_paths, violation
+from search.spec.constraints import SpecError, constraint_paths, violation
 from training.config import MONITORABLE
 
 DECODE_METRICS = ("decode/ms_per_formula", "decode/formulas_per_s")  # training.decode_speed's keys

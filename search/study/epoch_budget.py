@@ -8,8 +8,8 @@ partial curve counts as what it is, never as a complete result.
 
 A trial's epochs are its last validated epoch (its intermediate values, or a multi-objective trial's
 `epoch_values`), over every trial that ran, RUNNING ones included, except a trial cut short by a kill and
-run again, which is counted once, as its rerun (search.recovery). The cut happens in the trial's report
-callback (search.objective), not in the pruner: Optuna's TPE treats a study whose pruner is a
+run again, which is counted once, as its rerun (search.study.recovery). The cut happens in the trial's report
+callback (search.trial), not in the pruner: Optuna's TPE treats a study whose pruner is a
 HyperbandPruner specially (one bracket's trials per model), which a wrapping pruner would hide. Several
 workers may overshoot by the epochs the others are training when the budget is reached; one worker holds
 it exactly. Optuna cannot prune a multi-objective trial, so there the budget holds at trial boundaries.
@@ -20,8 +20,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.objectives import EPOCH_VALUES_ATTR
-from search.recovery import rerun_trials
+from search.spec.objectives import EPOCH_VALUES_ATTR
+from search.study.recovery import rerun_trials
 
 SPENT = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 BUDGET_REASON = "budget"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from search.spec import StudySpec
+from search.spec.parse import StudySpec
 
 # Optuna's own defaults for the pruners that already take n_startup_trials; none for the halving ones
 DEFAULT_STARTUP = {"median": 5, "percentile": 5}

@@ -1,4 +1,4 @@
-"""Whether a study should run on a GPU, and why none is usable when it should.
+"""Whether a study should run on a GPU, why none is usable when it should, and how workers share one.
 
     python -m search study transformer                # a GPU-sized spec: stops with the reason when no GPU
     python -m search study transformer --device cpu   # the user's choice: runs on the CPU
@@ -11,9 +11,12 @@ torch wheel, CUDA_VISIBLE_DEVICES hiding the GPUs, no driver) saves the hunt.
 
 from __future__ import annotations
 
+import logging
 import os
 
-from search.spec import StudySpec, spec_path
+from search.spec.parse import StudySpec, spec_path
+
+log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -78,3 +81,40 @@ def require_device(spec: StudySpec, device: str) -> str | None:
 
 
 __all__ = ["DEVICE_CHOICES", "gpu_problem", "is_gpu_spec", "require_device"]
+
+
+GPU_SHARE_ENV = "SEARCH_GPU_SHARED_BY"  # how many workers share this worker's GPU (set by launch)
+MEMORY_HEADROOM = 0.95  # of a GPU's memory, split between its workers (the rest: CUDA contexts, cuDNN)
+
+
+def gpu_share() -> int:
+    """How many workers of this study share this process's GPU (1: it has the GPU alone)."""
+    value = os.environ.get(GPU_SHARE_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def limit_gpu_memory() -> float | None:
+    """Cap this process's share of its GPU's memory when workers share it; returns the fraction set."""
+    share = gpu_share()
+    if share <= 1:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    fraction = MEMORY_HEADROOM / share
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    log.info("sharing the GPU with %d other worker(s): this one may use %.0f %% of its memory", share - 1,
+             100 * fraction)
+    return fraction
+
+
+def visible_gpus() -> list[str]:
+    """The device ids a child should see, honouring a CUDA_VISIBLE_DEVICES already set."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return []
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]

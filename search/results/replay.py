@@ -19,9 +19,9 @@ from pathlib import Path
 import optuna
 
 from core.paths import runs_dir
-from search import studies
-from search.objectives import EPOCH_VALUES_ATTR
-from search.space import objective_metric
+from search.spec.objectives import EPOCH_VALUES_ATTR
+from search.spec.space import objective_metric
+from search.study import studies
 from search.tracking import StudyTracker, tracker_or_none
 from training.config import load_train_config
 

@@ -29,8 +29,7 @@ import torch
 from core.paths import runs_dir
 from core.typed_config import ConfigError, set_path, to_dict
 from models import validate as validate_model
-from search.epoch_budget import BUDGET_REASON, epochs_spent
-from search.objectives import (
+from search.spec.objectives import (
     DECODE_CONSTRAINT_KEY,
     EPOCH_VALUES_ATTR,
     decode_violation,
@@ -38,11 +37,12 @@ from search.objectives import (
     objective_values,
     set_constraint,
 )
-from search.recovery import INTERRUPTED, record_worker
-from search.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
-from search.spec import StudySpec
+from search.spec.parse import StudySpec
+from search.spec.space import ACCUM_PATH, build_config_dict, suggest_params, violated_constraints
+from search.study.devices import gpu_share
+from search.study.epoch_budget import BUDGET_REASON, epochs_spent
+from search.study.recovery import INTERRUPTED, record_worker
 from search.tracking import StudyTracker, finish_trial_run
-from search.workers import gpu_share
 from training.callbacks import Callback
 from training.config import TrainConfig, load_train_config
 from training.cuda_faults import is_out_of_memory, is_sticky_cuda_error
@@ -76,7 +76,7 @@ class _ReportCallback(Callback):
         self, trial: optuna.Trial, metric: str, report: bool = True, budget: tuple[int, int] | None = None
     ):
         self.trial, self.metric, self.report = trial, metric, report
-        self.budget = budget  # (the study's total_epochs, this trial's epochs): search.epoch_budget
+        self.budget = budget  # (the study's total_epochs, this trial's epochs): search.study.epoch_budget
         self.curve: dict[str, float] = {}
         self.optuna_seconds = 0.0
         self.last_epoch = 0

@@ -1,4 +1,4 @@
-"""Running a prepared study's trials in this process (search.studies prepares it).
+"""Running a prepared study's trials in this process (search.study.studies prepares it).
 
     python -m search study smoke --trials 4      # studies.prepare_study, then run_worker (or several)
     python -m search worker smoke --storage URL  # run_worker against an existing study
@@ -19,14 +19,14 @@ import optuna
 from optuna.trial import TrialState
 
 from core.typed_config import flatten
-from search.config_paths import base_config_dict, resolved_base
-from search.epoch_budget import epochs_spent, stop_at_epoch_budget
-from search.objective import TrialObjective, drop_resume_point
-from search.recovery import PID_ATTR, recover_stale_trials
-from search.space import objective_metric
-from search.spec import StudySpec
-from search.studies import load_study, summary
+from search.spec.config_paths import base_config_dict, resolved_base
+from search.spec.parse import StudySpec
+from search.spec.space import objective_metric
+from search.study.epoch_budget import epochs_spent, stop_at_epoch_budget
+from search.study.recovery import PID_ATTR, recover_stale_trials
+from search.study.studies import load_study, summary
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none
+from search.trial import TrialObjective, drop_resume_point
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def log_parent_summary(study: optuna.Study, tracker: StudyTracker) -> None:
     """The parent run's figures (one self-contained HTML) and the best config so far."""
     import yaml
 
-    from search.figures import figures_html, study_figures
+    from search.results.figures import figures_html, study_figures
 
     if tracker.parent_run_id is None:
         return

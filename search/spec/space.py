@@ -14,9 +14,9 @@ from typing import Any
 import optuna
 
 from core.typed_config import flatten, set_path
-from search.config_paths import base_config_dict
-from search.objectives import is_decode_constraint
-from search.spec import ParamSpec, StudySpec, evaluate_constraint
+from search.spec.config_paths import base_config_dict
+from search.spec.objectives import is_decode_constraint
+from search.spec.parse import ParamSpec, StudySpec, evaluate_constraint
 
 # TrainConfig paths the harness itself sets (see training.config / docs/ARCHITECTURE.md).
 EPOCHS_PATH = "trainer.epochs"
@@ -89,7 +89,7 @@ def build_config_dict(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]
 
 def violated_constraints(spec: StudySpec, config: dict[str, Any]) -> list[str]:
     """The spec's config constraints that the flattened resolved config breaks (a `decode.*` one is judged
-    once the trial has trained: search.objectives.decode_violation)."""
+    once the trial has trained: search.spec.objectives.decode_violation)."""
     lookup = flatten(config)
     return [
         expr

@@ -13,8 +13,8 @@ import time
 import optuna
 from tqdm import tqdm
 
-from search import studies
-from search.spec import spec_path
+from search.spec.parse import spec_path
+from search.study import studies
 from training.progress import StatusLine, format_duration
 
 

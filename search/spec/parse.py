@@ -15,10 +15,10 @@ A spec error names the key and the bad value (`space.model.nhead.low: ...`). The
     constraints: ["model.d_model % model.nhead == 0"]
     budget: {n_trials: 20, timeout: null, max_epochs: 10}
     sampler: {name: tpe, seed: 0, n_startup_trials: 10}
-    pruner: {name: hyperband, min_resource: 1, reduction_factor: 3, n_startup_trials: 0}   # search.pruners
+    pruner: {name: hyperband, min_resource: 1, reduction_factor: 3}  # search.study.pruners
     objective: {metric: val/avg_score, direction: maximize}   # or {metrics: [...], directions: [...]}
     enqueue: [{label: baseline, params: {model.kind: transformer, optim.lr: 4.0e-4}}]
-    warm_start: {from: [other-study, "postgresql://host/db#study"], top: 3}   # search.warm_start
+    warm_start: {from: [other-study, "postgresql://host/db#study"], top: 3}   # search.study.warm_start
 """
 
 from __future__ import annotations
@@ -26,14 +26,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from core.paths import home, studies_dir
+from core.paths import REPO_ROOT, home, studies_dir
 from core.typed_config import ConfigError, coerce, from_dict, load_yaml
-from search.config_paths import check_spec_paths
-from search.constraints import SpecError, constraint_paths, evaluate_constraint
-from search.objectives import ObjectiveSpec, parse_objective
-from search.warm_start import WarmStartSpec, parse_warm_start
+from search.spec.config_paths import check_spec_paths
+from search.spec.constraints import SpecError, constraint_paths, evaluate_constraint
+from search.spec.objectives import ObjectiveSpec, parse_objective
+from search.spec.sections import (
+    Budget,
+    EnqueuedTrial,
+    PrunerSpec,
+    SamplerSpec,
+    WarmStartSpec,
+    parse_warm_start,
+)
 
 __all__ = [
     "SpecError",
@@ -67,37 +74,6 @@ class ParamSpec:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         return self.low <= value <= self.high
-
-
-@dataclass(frozen=True)
-class Budget:
-    n_trials: int = 20
-    timeout: float | None = None  # seconds, per `study` invocation
-    max_epochs: int | None = None  # caps trainer.epochs and is Hyperband's max_resource
-    total_epochs: int | None = None  # epochs all trials together may train (search.epoch_budget)
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    name: Literal["tpe", "random"] = "tpe"
-    seed: int | None = None
-    n_startup_trials: int = 10
-
-
-@dataclass(frozen=True)
-class PrunerSpec:
-    name: Literal["hyperband", "successive_halving", "median", "percentile", "none"] = "hyperband"
-    min_resource: int = 1
-    reduction_factor: int = 3
-    n_startup_trials: int | None = None  # trials that complete before any is cut (search.pruners)
-    n_warmup_steps: int = 0  # median, percentile
-    percentile: float = 75.0  # percentile: the top share (%) of trials kept at each epoch (Optuna's meaning)
-
-
-@dataclass(frozen=True)
-class EnqueuedTrial:
-    label: str
-    params: dict[str, Any]  # Optuna param values (labels for labelled categoricals)
 
 
 @dataclass(frozen=True)
@@ -142,12 +118,12 @@ def spec_path(name_or_path: str | Path) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") and candidate.exists():
         return candidate
-    for folder in (studies_dir(), Path(__file__).resolve().parents[1] / "studies"):
+    for folder in (studies_dir(), REPO_ROOT / "studies"):
         path = folder / f"{name_or_path}.yaml"
         if path.exists():
             return path
     known = sorted(p.stem for p in studies_dir().glob("*.yaml")) or sorted(
-        p.stem for p in (Path(__file__).resolve().parents[1] / "studies").glob("*.yaml")
+        p.stem for p in (REPO_ROOT / "studies").glob("*.yaml")
     )
     raise FileNotFoundError(
         f"no study spec {name_or_path!r}: expected studies/{name_or_path}.yaml; known: {known}"

@@ -1,6 +1,6 @@
 """Which dotted config paths exist, so a spec's typo fails when it loads, not as a study of FAIL trials.
 
-    python -c "from search.config_paths import known_paths; print(sorted(known_paths()))"
+    python -c "from search.spec.config_paths import known_paths; print(sorted(known_paths()))"
 
 A path is known when the resolved TrainConfig of at least one model family has it (`model.nhead` exists
 for the transformer only, `model.decoder_hidden` for the RNN only).
@@ -13,8 +13,8 @@ from functools import cache
 from typing import Any
 
 from core.typed_config import ConfigError, flatten, merge, set_path, to_dict
-from search.constraints import SpecError, check_constraint_syntax, constraint_paths
-from search.objectives import DECODE_METRICS, DECODE_PATHS, check_decode_paths, is_decode_constraint
+from search.spec.constraints import SpecError, check_constraint_syntax, constraint_paths
+from search.spec.objectives import DECODE_METRICS, DECODE_PATHS, check_decode_paths, is_decode_constraint
 
 # TrainConfig paths a study sets from its spec's own sections
 DATASET_PATH = "data.dataset"
@@ -50,7 +50,7 @@ def resolved_base(base: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"base/fixed: {exc}") from None
 
 
-def base_config_dict(spec: Any) -> dict[str, Any]:  # a search.spec.StudySpec (which imports this module)
+def base_config_dict(spec: Any) -> dict[str, Any]:  # a StudySpec (search.spec.parse imports this module)
     """The spec's base config with its fixed overrides, dataset and objective applied: a trial keeps as
     best.pt (and reports as its value) the epoch best on the metric the study optimises."""
     data = merge(spec.base, {})
@@ -63,7 +63,7 @@ def base_config_dict(spec: Any) -> dict[str, Any]:  # a search.spec.StudySpec (w
     return data
 
 
-def check_spec_paths(spec: Any) -> None:  # a search.spec.StudySpec
+def check_spec_paths(spec: Any) -> None:  # a search.spec.parse.StudySpec
     """Every path the spec names must exist in the TrainConfig of some model family, and the base with
     its fixed values must load: a typo is a spec error, not a study whose every trial is pruned."""
     resolved_base(base_config_dict(spec))

@@ -13,13 +13,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from core.paths import reports_dir
-from search.export import top_trials
-from search.figures import MIN_TRIALS_FOR_IMPORTANCE, figures_html, param_importances, study_figures
-from search.objectives import EPOCH_VALUES_ATTR
-from search.pareto import pareto_trials, trade_off
-from search.warm_start import FROM_ATTR, is_foreign
-from search.warm_start import STUDY_ATTR as WARM_ATTR
-from search.warm_start import describe as describe_warm_start
+from search.results.export import top_trials
+from search.results.figures import MIN_TRIALS_FOR_IMPORTANCE, figures_html, param_importances, study_figures
+from search.spec.objectives import EPOCH_VALUES_ATTR
+from search.spec.pareto import pareto_trials, trade_off
+from search.study.warm_start import FROM_ATTR, is_foreign
+from search.study.warm_start import STUDY_ATTR as WARM_ATTR
+from search.study.warm_start import describe as describe_warm_start
 
 TOP_K = 10
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 from core.paths import mlruns_dir
-from search.storage import create_storage, journal_path
-from search.studies import load_existing
+from search.study.storage import create_storage, journal_path
+from search.study.studies import load_existing
 from search.tracking import get_client, tracking_uri
 
 log = logging.getLogger(__name__)

@@ -25,47 +25,13 @@ import time
 from collections.abc import Callable
 
 from core.paths import REPO_ROOT
-from search.studies import WORKER_INDEX_ENV
+from search.study.devices import GPU_SHARE_ENV
+from search.study.studies import WORKER_INDEX_ENV
 from training.runtime import machine_cores
 
 log = logging.getLogger(__name__)
 
-GPU_SHARE_ENV = "SEARCH_GPU_SHARED_BY"  # how many workers share this worker's GPU (set by launch)
 EXIT_GPU_UNUSABLE = 3  # a worker's exit code after a sticky CUDA error: replace it with a fresh process
-MEMORY_HEADROOM = 0.95  # of a GPU's memory, split between its workers (the rest: CUDA contexts, cuDNN)
-
-
-def gpu_share() -> int:
-    """How many workers of this study share this process's GPU (1: it has the GPU alone)."""
-    value = os.environ.get(GPU_SHARE_ENV, "")
-    return int(value) if value.isdigit() and int(value) > 0 else 1
-
-
-def limit_gpu_memory() -> float | None:
-    """Cap this process's share of its GPU's memory when workers share it; returns the fraction set."""
-    share = gpu_share()
-    if share <= 1:
-        return None
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    fraction = MEMORY_HEADROOM / share
-    torch.cuda.set_per_process_memory_fraction(fraction)
-    log.info("sharing the GPU with %d other worker(s): this one may use %.0f %% of its memory", share - 1,
-             100 * fraction)
-    return fraction
-
-
-def visible_gpus() -> list[str]:
-    """The device ids a child should see, honouring a CUDA_VISIBLE_DEVICES already set."""
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        return []
-    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return listed[:count] if listed else [str(i) for i in range(count)]
 
 
 def plan_slots(workers: int | None, gpus: list[str], trials_per_gpu: int) -> list[str | None]:

@@ -16,7 +16,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search.objectives import feasible
+from search.spec.objectives import feasible
 
 
 def sign(direction: StudyDirection) -> int:

@@ -1,7 +1,7 @@
 """A study in its storage: creating or loading it with its sampler and pruner, its provenance (code version,
 dataset hash, spec), and what it has done so far.
 
-    python -m search study smoke --trials 4      # prepare_study, then search.runner.run_worker
+    python -m search study smoke --trials 4      # prepare_study, then search.run.runner.run_worker
     python -m search status smoke                # load_existing + summary
 
 The `study` command prepares the study once (records dataset hash, code version and spec, enqueues the
@@ -22,16 +22,16 @@ import optuna
 from optuna.trial import TrialState
 
 from core.paths import REPO_ROOT
-from search import pareto
-from search.config_paths import base_config_dict
-from search.objectives import feasible
-from search.pruners import create_pruner
-from search.recovery import recover_stale_trials, rerun_trials
-from search.spec import SpecError, StudySpec, parse_spec
-from search.storage import create_storage, describe_storage, study_exists
+from search.spec import pareto
+from search.spec.config_paths import base_config_dict
+from search.spec.objectives import feasible
+from search.spec.parse import SpecError, StudySpec, parse_spec
+from search.study.pruners import create_pruner
+from search.study.recovery import recover_stale_trials, rerun_trials
+from search.study.storage import create_storage, describe_storage, study_exists
+from search.study.warm_start import STUDY_ATTR as WARM_ATTR
+from search.study.warm_start import is_foreign, resolve_sources, warm_start
 from search.tracking import PARENT_ATTR, StudyTracker
-from search.warm_start import STUDY_ATTR as WARM_ATTR
-from search.warm_start import is_foreign, resolve_sources, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def best_text(info: dict[str, Any]) -> str:
 
 def load_existing(name: str, storage_url: str | None) -> optuna.Study:
     """A study that must already exist (worker, export, report)."""
-    from search.storage import journal_path
+    from search.study.storage import journal_path
 
     if storage_url is None and not journal_path(name).exists():  # don't leave an empty journal behind
         raise LookupError(

@@ -17,9 +17,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from core.paths import exports_dir
-from search.objectives import feasible
-from search.pareto import pareto_trials, sign
-from search.space import objective_metric
+from search.spec.objectives import feasible
+from search.spec.pareto import pareto_trials, sign
+from search.spec.space import objective_metric
 from training.config import load_train_config, save_train_config
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,41 +28,21 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search import pareto
-from search.constraints import SpecError
-from search.objectives import parse_objective
-from search.storage import create_storage, journal_path
+from search.spec import pareto
+from search.spec.constraints import SpecError
+from search.spec.objectives import parse_objective
+from search.study.storage import create_storage, journal_path
 
 FROM_ATTR = "warm_start_from"  # on an added trial: "<study>#<number>"
 TOP_ATTR = "warm_start_top"  # on an enqueued config: the added trial it copies
 STUDY_ATTR = "warm_start"  # on the study: its provenance
 
 
-@dataclass(frozen=True)
-class WarmStartSpec:
-    sources: tuple[str, ...] = ()  # study names, storage URLs / .journal paths, or URL#study
-    top: int = 0  # the best k foreign configs are enqueued to run first
-
-
-def parse_warm_start(value: Any) -> WarmStartSpec:
-    if value is None:
-        return WarmStartSpec()
-    sources = value.get("from") if isinstance(value, dict) else None
-    sources = [sources] if isinstance(sources, str) else sources
-    names_ok = isinstance(sources, list) and bool(sources) and all(isinstance(s, str) and s for s in sources)
-    if not names_ok or set(value) - {"from", "top"}:
-        raise SpecError(f"warm_start: {value!r} must be {{from: [study names or storage URLs], top: k}}")
-    top = value.get("top", 0)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-        raise SpecError(f"warm_start.top: {top!r} must be a whole number >= 0 (foreign configs to run first)")
-    return WarmStartSpec(tuple(sources), top)
-
-
 def is_foreign(trial: FrozenTrial) -> bool:
     return FROM_ATTR in trial.user_attrs
 
 
-def distribution(param: Any) -> BaseDistribution:  # a search.spec.ParamSpec, as space._suggest asks for it
+def distribution(param: Any) -> BaseDistribution:  # a ParamSpec, as space._suggest asks for it
     if param.kind == "categorical":
         return CategoricalDistribution(list(param.choices))
     if param.kind == "int":
