@@ -37,7 +37,6 @@ def run() -> dict[str, float]:
 
 
 def _measure() -> dict[str, float]:
-    import search.trial as objective
     from search.run.runner import run_worker
     from search.spec.parse import Budget, EnqueuedTrial, PrunerSpec, load_spec
     from search.study.studies import prepare_study
@@ -54,46 +53,44 @@ def _measure() -> dict[str, float]:
     )
     prepare_study(spec, None)  # one-off: dataset, journal, MLflow store, parent run
 
-    from training.mlflow_logging import MlflowRun
+    from training.loop import train
 
     training_s = 0.0
     callback_s = 0.0
-    real_train = objective.run_training
-    # MLflow logging and trial.report run inside the loop's time, as callbacks: they are moved out of it
-    hooks = [(objective._ReportCallback, "on_epoch_end")]
-    hooks += [(MlflowRun, name) for name in ("on_train_start", "on_epoch_end", "on_train_end")]
-    real_hooks = [getattr(cls, name) for cls, name in hooks]
 
-    def timed_train(*args, **kwargs):
+    class Timed:
+        """A trial's callback, timed: MLflow logging and trial.report run inside the loop's time, as
+        callbacks, and are moved out of it."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            real = getattr(self.inner, name)
+            if not name.startswith("on_"):
+                return real
+
+            def hook(*args):
+                nonlocal callback_s
+                start = time.perf_counter()
+                try:
+                    return real(*args)
+                finally:
+                    callback_s += time.perf_counter() - start
+
+            return hook
+
+    def timed_train(config, out_dir, *, callbacks, resume_from=None):
         nonlocal training_s
         start = time.perf_counter()
         try:
-            return real_train(*args, **kwargs)
+            return train(config, out_dir, callbacks=[Timed(c) for c in callbacks], resume_from=resume_from)
         finally:
             training_s += time.perf_counter() - start
 
-    def timed(real):
-        def hook(self, *args):
-            nonlocal callback_s
-            start = time.perf_counter()
-            try:
-                return real(self, *args)
-            finally:
-                callback_s += time.perf_counter() - start
-
-        return hook
-
-    objective.run_training = timed_train
-    for (cls, name), real in zip(hooks, real_hooks, strict=True):
-        setattr(cls, name, timed(real))
-    try:
-        start = time.perf_counter()
-        run_worker(spec, N_TRIALS, None)
-        wall = time.perf_counter() - start
-    finally:
-        objective.run_training = real_train
-        for (cls, name), real in zip(hooks, real_hooks, strict=True):
-            setattr(cls, name, real)
+    start = time.perf_counter()
+    run_worker(spec, N_TRIALS, None, train_fn=timed_train)
+    wall = time.perf_counter() - start
     overhead = wall - (training_s - callback_s)
     return {
         "harness_overhead_fraction": round(overhead / wall, 4),

@@ -132,7 +132,7 @@ def check_train_resume(root: Path, device: torch.device, sizes: dict, out: Path)
     except KeyboardInterrupt:
         pass
     cut_s = time.perf_counter() - start
-    result = train(config, out, resume=True)
+    result = train(config, out, resume_from=out / "last.pt")
     history = result.history
     rate = {int(row["epoch"]): row["images_per_s"] for row in history}
     return {

@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from search.studies import code_version, dataset_hash
+from search.study.studies import code_version, dataset_hash
 
 MARGIN = 5.0  # test points the harness default must gain over random search and over hand tuning
 COLOURS = {
@@ -172,8 +172,17 @@ def write_results(
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     path.with_suffix(".html").write_text(results_html(results), encoding="utf-8")
     if not plan.quick:
-        update_readme(results, Path(__file__).resolve().parents[1] / "README.md")
+        update_results_doc(results)
     return path
+
+
+def render(json_path: Path, doc: Path | None = None) -> list[Path]:
+    """`--render`: the HTML again from the JSON alone, and `doc`'s results block when a doc is given;
+    returns the files written."""
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    html = json_path.with_suffix(".html")
+    html.write_text(results_html(results), encoding="utf-8")
+    return [html, doc] if doc is not None and update_results_doc(results, doc) else [html]
 
 
 def results_html(results: dict[str, Any]) -> str:
@@ -241,7 +250,7 @@ def _band(fig: Any, go: Any, name: str, s: dict[str, Any], colour: str) -> None:
 
 
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
-    """The results table (the HTML's and the README's): one row per strategy, figures from the JSON."""
+    """The results table (the HTML's and RESULTS.md's): one row per strategy, figures from the JSON."""
     rows = []
     for name, s in results["strategies"].items():
         rows.append([
@@ -261,12 +270,13 @@ TABLE_HEAD = ["strategy", "test avg, mean ± sd (retrains)", "best val avg, mean
               "selected run's test avg", "epochs (max over seeds)", "trials / pruned"]  # fmt: skip
 
 
-README_BEGIN = "<!-- search-results: written by python -m benchmarks search from search_results.json -->"
-README_END = "<!-- /search-results -->"
+RESULTS_DOC = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS_BEGIN = "<!-- search-results: written by python -m benchmarks search from search_results.json -->"
+RESULTS_END = "<!-- /search-results -->"
 
 
-def readme_block(results: dict[str, Any]) -> str:
-    """The README's results table and verdicts, generated from the JSON (never typed in by hand)."""
+def results_block(results: dict[str, Any]) -> str:
+    """RESULTS.md's table and verdicts for this bench, generated from the JSON (never typed in by hand)."""
     lines = [
         f"Code `{results['code_version']}`, {results['machine']}; dataset `{results['dataset_hash'][:12]}`; "
         f"{results['budget_epochs']} epochs per strategy and search seed"
@@ -292,14 +302,17 @@ def readme_block(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(results: dict[str, Any], readme: Path) -> bool:
-    """Rewrites the block between the README's markers; False when the README has no markers."""
-    text = readme.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
+def update_results_doc(results: dict[str, Any], doc: Path = RESULTS_DOC) -> bool:
+    """Rewrites the block between `doc`'s markers; False, writing nothing, when `doc` has no markers or the
+    JSON predates this benchmark's design (no `within_budget` target: the committed JSON of the older runs,
+    whose note the block keeps until a run of this design replaces it)."""
+    text = doc.read_text(encoding="utf-8")
+    older_json = "within_budget" not in results.get("targets", {})
+    if RESULTS_BEGIN not in text or RESULTS_END not in text or older_json:
         return False
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_BEGIN}\n{readme_block(results)}\n{README_END}{tail}", encoding="utf-8")
+    head, rest = text.split(RESULTS_BEGIN, 1)
+    _, tail = rest.split(RESULTS_END, 1)
+    doc.write_text(f"{head}{RESULTS_BEGIN}\n{results_block(results)}\n{RESULTS_END}{tail}", encoding="utf-8")
     return True
 
 

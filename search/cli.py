@@ -19,6 +19,7 @@ import signal
 import sys
 import warnings
 from collections import Counter
+from typing import Any
 
 import optuna
 from mlflow.exceptions import MlflowException
@@ -107,7 +108,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             # CUDA_VISIBLE_DEVICES here would come after visible_gpus() started CUDA, with no effect)
             guard = _budget_guard(args.trials, spec.budget.n_trials)
             trial_status = progress.trial_status
-            runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], status=trial_status)
+            runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], status=trial_status,
+                              train_fn=args.train_fn)
         else:
             left = functools.partial(_left_to_run, study, target, spec)
             deaths = workers.launch(spec.name, slots, n, args.storage, poll=progress, remaining=left)
@@ -213,7 +215,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         guard = _budget_guard(args.trials, spec.budget.n_trials)
         callbacks, status = [progress, *guard], progress.trial_status
-        runner.run_worker(spec, n, args.storage, callbacks=callbacks, worker_salt=salt, status=status)
+        runner.run_worker(spec, n, args.storage, callbacks=callbacks, worker_salt=salt, status=status,
+                          train_fn=args.train_fn)
     except KeyboardInterrupt:
         return 130
     except RuntimeError as exc:
@@ -326,10 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, train_fn: Any = None) -> int:
+    """`train_fn` replaces training.loop.train in the trials this process runs (tests, benchmarks)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     args = build_parser().parse_args(argv)
+    args.train_fn = train_fn
     try:
         return args.func(args)
     except (FileNotFoundError, LookupError, ValueError, RuntimeError, MlflowException) as exc:

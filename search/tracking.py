@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
+import optuna
 from mlflow import MlflowClient
 
 from core.mlflow_store import tracking_uri
@@ -106,11 +107,14 @@ class StudyTracker:
         return child
 
     @contextmanager
-    def trial_run(self, trial_number: int, params: dict[str, Any], config: dict[str, Any]):
-        """A child run `trial-<n>`; if the body leaves without calling finish(), the run is KILLED
-        (Ctrl-C) or FAILED (an exception), never left RUNNING."""
-        tags = {"optuna.trial_number": trial_number, "search.role": "trial"}
-        child = self.open_run(f"trial-{trial_number}", tags, log_config=False)
+    def trial_run(self, trial: Any, params: dict[str, Any], config: dict[str, Any]):
+        """A child run `trial-<n>` for an Optuna trial, ended with the state the body leaves in: PRUNED
+        (with the pruning's reason and epoch), FAIL (with the error), KILLED on Ctrl-C, COMPLETE when the
+        body called complete_trial_run; never left RUNNING."""
+        tags = {"optuna.trial_number": trial.number, "search.role": "trial"}
+        child = self.open_run(f"trial-{trial.number}", tags, log_config=False)
+        if child.error:
+            trial.set_user_attr("tracking_error", child.error)
         # logged before training, so an impossible point's run shows what was sampled too
         child.log_config(config, {f"optuna.{k}": v for k, v in params.items()})
         try:
@@ -119,6 +123,16 @@ class StudyTracker:
             if not child.finished:
                 finish_trial_run(child, "INTERRUPTED", {"search.reason": "interrupted"})
             raise
+        except optuna.TrialPruned as exc:
+            epoch = getattr(exc, "epoch", None)
+            tags = {"search.reason": getattr(exc, "reason", "pruner")}
+            if epoch is not None:
+                tags["search.prune_epoch"] = epoch
+            finish_trial_run(child, "PRUNED", tags)
+            raise
+        except Exception as exc:
+            finish_trial_run(child, "FAIL", {"search.reason": "exception", "search.error": repr(exc)[:500]})
+            raise
         except BaseException:
             if not child.finished:
                 finish_trial_run(child, "FAIL")
@@ -126,6 +140,12 @@ class StudyTracker:
         finally:
             if not child.finished:
                 finish_trial_run(child, "INTERRUPTED")
+
+
+def complete_trial_run(run: MlflowRun, metrics: tuple[str, ...], value: float | list[float]) -> None:
+    """End a finished trial's run FINISHED, tagged with its objective value(s) (`search.best_<metric>`)."""
+    values = value if isinstance(value, list) else [value]
+    finish_trial_run(run, "COMPLETE", {f"search.best_{m}": v for m, v in zip(metrics, values, strict=True)})
 
 
 def tracker_or_none(name: str, parent_run_id: str | None) -> StudyTracker | None:

@@ -125,13 +125,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         status = StatusLine()
         callbacks.append(ProgressLine(status))
+    resume_from = out / "last.pt" if args.resume else None
     with _mlflow_run(out.name) as run:
         if run is not None:
             from training.mlflow_logging import MlflowRun
 
             callbacks.append(MlflowRun.active())
         try:
-            result = train(config, out, callbacks=callbacks, resume=args.resume)
+            result = train(config, out, callbacks=callbacks, resume_from=resume_from)
         finally:
             if status is not None:
                 status.close()

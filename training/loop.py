@@ -70,17 +70,22 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path, *, callbacks: Sequence[Callback] = (), resume: bool = False
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume_from: str | Path | None = None,
 ) -> TrainResult:
     """Train `config`, writing best.pt, last.pt and config.yaml into `out_dir`.
 
-    `resume=True` continues the run in `out_dir` from its last.pt (epoch counter, optimizer, scheduler, RNG
-    and best-so-far), or starts fresh when there is none. Exceptions (callbacks', `NonFiniteLossError`,
+    `resume_from` (a last.pt, usually `out_dir`'s) continues that run (epoch counter, optimizer, scheduler,
+    RNG and best-so-far), or starts fresh when the file does not exist; callbacks see the epochs it had done
+    as `info["history"]` in on_train_start. Exceptions (callbacks', `NonFiniteLossError`,
     `torch.cuda.OutOfMemoryError`) propagate unchanged after progress bars and loader workers are closed.
     """
     run = _Run(config, Path(out_dir), list(callbacks))
     try:
-        return run.fit(resume)
+        return run.fit(None if resume_from is None else Path(resume_from))
     finally:
         run.close()
 
@@ -147,12 +152,13 @@ class _Run:
         self.best_path, self.last_path = out_dir / "best.pt", out_dir / "last.pt"
 
     # -- the epoch loop -------------------------------------------------------------------------------
-    def fit(self, resume: bool) -> TrainResult:
+    def fit(self, resume_from: Path | None) -> TrainResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         save_train_config(self.cfg, self.out_dir / "config.yaml", header="resolved config of this run")
-        if resume:
-            run_state.restore(self)
+        if resume_from is not None:
+            run_state.restore(self, resume_from)
         self.info["start_epoch"] = self.epoch + 1
+        self.info["history"] = list(self.history)  # a resumed run's done epochs (a study reports them again)
         for cb in self.callbacks:
             cb.on_train_start(self.cfg, self.info)
         t = self.cfg.trainer

@@ -1,7 +1,7 @@
 """What a training run writes into best.pt and last.pt, and how a resumed run reads last.pt back.
 
     payload = model_payload(run, epoch, metrics)     # best.pt: enough to predict
-    save_last(run); restore(run)                     # last.pt: enough to continue the run exactly
+    save_last(run); restore(run, path)                    # last.pt: enough to continue the run exactly
 
 Checkpoints are read onto the CPU whatever device the run trains on: `load_state_dict` copies weights and
 optimizer state to where the parameters live, while the RNG states must stay host tensors (numpy's key
@@ -11,6 +11,7 @@ array, torch's CPU generator); read with `map_location="cuda"` they would land o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from core import typed_config
@@ -49,12 +50,13 @@ def save_last(run) -> None:
     ckpt_io.save_checkpoint(run.last_path, payload)
 
 
-def restore(run) -> None:
-    """Continue `run` from its last.pt (model, optimizer, schedule, loss scale, RNGs, best-so-far)."""
-    if not run.last_path.exists():
-        logger.warning("resume: no %s yet, starting a fresh run", run.last_path)
+def restore(run, path: Path) -> None:
+    """Continue `run` from the last.pt at `path` (model, optimizer, schedule, loss scale, RNGs,
+    best-so-far)."""
+    if not path.exists():
+        logger.warning("resume: no %s yet, starting a fresh run", path)
         return
-    state = ckpt_io.load_checkpoint(run.last_path, map_location="cpu")
+    state = ckpt_io.load_checkpoint(path, map_location="cpu")
     _warn_config_changes(state["config"], typed_config.to_dict(run.cfg))
     old_epochs = state["config"]["trainer"]["epochs"]
     if run.cfg.schedule.name == "onecycle" and old_epochs != run.cfg.trainer.epochs:

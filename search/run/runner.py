@@ -26,7 +26,7 @@ from search.study.epoch_budget import epochs_spent, stop_at_epoch_budget
 from search.study.recovery import PID_ATTR, recover_stale_trials
 from search.study.studies import load_study, summary
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none
-from search.trial import TrialObjective, drop_resume_point
+from search.trial import TrainFn, TrialObjective, drop_resume_point
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,17 @@ def run_worker(
     timeout: float | None = None,
     worker_salt: int | None = None,
     status: Any = None,
+    train_fn: TrainFn | None = None,
 ) -> optuna.Study:
     """Run `n_trials` trials of the (already prepared) study in this process; `worker_salt` keeps this
     worker's sampler stream apart from the others' (default: the index workers.launch gives it);
-    `status(text, force=False, epoch_seconds=None)` receives each trial's progress line."""
+    `status(text, force=False, epoch_seconds=None)` receives each trial's progress line; `train_fn` replaces
+    training.loop.train (tests and benchmarks pass theirs)."""
     study = load_study(spec, storage_url, worker_salt)
     tracker = tracker_or_none(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
     # `when:` on an unsearched path reads the resolved base, defaults included (model.kind: transformer)
     context = flatten(resolved_base(base_config_dict(spec)))
-    objective = TrialObjective(spec, tracker, context, status)
+    objective = TrialObjective(spec, tracker, train_fn=train_fn, context=context, status=status)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recover_stale_trials(study, tracker)
 

@@ -1,7 +1,8 @@
 """Tiny prepared dataset folders for the loading tests (Dataset, sampler, cache, benchmark).
 
-Built by hand in the prepared format (README) so the loading half can be tested on its own; the real-image
-variant converts part of ../shared/data/im2latex-sample the way the importer would (grayscale PNGs).
+Built by hand in the prepared format (docs/DATASETS.md) so the loading half can be tested on its own; the
+real-image variant converts part of ../shared/data/im2latex-sample the way the importer would (grayscale
+PNGs).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Fixtures for the search tests: a fast fake training loop and small study specs.
 
-The fake replaces `search.trial.run_training` (the seam the objective calls), reports a learning
-curve through the same callbacks the real loop uses, and can raise OOM, NaN or any exception on demand.
+The fake stands in for training.loop.train (tests pass it as `train_fn=` to search.cli.main or run_worker),
+reports a learning curve through the same callbacks the real loop uses, and can raise OOM, NaN or any
+exception on demand.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def fake_decode_ms(config) -> float:
 
 
 class FakeTraining:
-    """Callable with run_training's signature; `behaviour(config) -> str` picks what happens."""
+    """Callable with training.loop.train's signature; `behaviour(config) -> str` picks what happens."""
 
     def __init__(self, behaviour=lambda config: "ok", epoch_seconds: float = 0.0, write_last: bool = False):
         self.behaviour = behaviour
@@ -69,7 +70,7 @@ class FakeTraining:
         self.calls: list = []
         self.resumes: list = []  # (resume flag, first epoch trained) per call
 
-    def __call__(self, config, out_dir, callbacks, resume=False):
+    def __call__(self, config, out_dir, *, callbacks, resume_from=None):
         self.calls.append(config)
         what = self.behaviour(config)
         if what == "oom":
@@ -83,11 +84,12 @@ class FakeTraining:
         if what == "interrupt":
             raise KeyboardInterrupt
         last = Path(out_dir) / "last.pt"
-        start = 1
-        if resume and last.exists():
-            start = int(torch.load(last, weights_only=True)["epoch"]) + 1
-        self.resumes.append((resume, start))
-        best, info = {}, {}
+        start, history = 1, []
+        if resume_from is not None and Path(resume_from).exists():
+            state = torch.load(resume_from, weights_only=True)
+            start, history = int(state["epoch"]) + 1, list(state["history"])
+        self.resumes.append((resume_from is not None, start))
+        best, info = {}, {"start_epoch": start, "history": history}
         for cb in callbacks:  # as the real loop does: samples reach callbacks through `info`, not metrics
             cb.on_train_start(config, info)
         for epoch in range(start, config.trainer.epochs + 1):
@@ -144,10 +146,10 @@ def fake_study(isolated_home, monkeypatch, request, shared_mlflow_uri):
 
 
 @pytest.fixture
-def fake_training(monkeypatch):
-    def install(behaviour=lambda config: "ok", write_last: bool = False) -> FakeTraining:
-        fake = FakeTraining(behaviour, write_last=write_last)
-        monkeypatch.setattr("search.trial.run_training", fake)
-        return fake
+def fake_training():
+    """Makes a FakeTraining for a test to pass as `train_fn=`."""
 
-    return install
+    def make(behaviour=lambda config: "ok", write_last: bool = False) -> FakeTraining:
+        return FakeTraining(behaviour, write_last=write_last)
+
+    return make

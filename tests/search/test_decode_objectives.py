@@ -34,10 +34,10 @@ def _ms(trial) -> float:
 def test_a_decode_constraint_marks_slow_trials_infeasible_and_best_and_export_skip_them(
     fake_study, fake_training, isolated_home
 ):
-    fake_training()
+    fake = fake_training()
     constraints = yaml.safe_load(FAKE_SPEC)["constraints"] + ["decode.ms_per_formula <= 12"]
     _edit_spec(isolated_home, fake_study, constraints=constraints, pruner={"name": "none"})
-    assert main(["study", fake_study, "--trials", "8"]) == 0
+    assert main(["study", fake_study, "--trials", "8"], train_fn=fake) == 0
     study = load_existing(fake_study, None)
     baseline = study.trials[0]  # d_model 64 at the fake's best lr: the top score, but 16 ms a formula
     assert baseline.state == TrialState.COMPLETE and _ms(baseline) == 16
@@ -49,11 +49,11 @@ def test_a_decode_constraint_marks_slow_trials_infeasible_and_best_and_export_sk
     assert any(t.constraints["decode"] == 0 for t in complete), "some sampled trial is fast enough"
     assert max(complete, key=lambda t: t.value).number == baseline.number
     assert study.best_trial.number != baseline.number and _ms(study.best_trial) <= 12
-    assert main(["export", fake_study, "--top", "3"]) == 0
+    assert main(["export", fake_study, "--top", "3"], train_fn=fake) == 0
     exports = isolated_home / "studies" / "exports"
     for path in exports.glob(f"{fake_study}.*.yaml"):
         assert fake_decode_ms(load_train_config(path)) <= 12, path.name
-    assert main(["report", fake_study]) == 0
+    assert main(["report", fake_study], train_fn=fake) == 0
     report = (isolated_home / "studies" / "reports" / f"{fake_study}.html").read_text()
     assert f"#{baseline.number}: decode.ms_per_formula &lt;= 12" in report
 
@@ -61,11 +61,11 @@ def test_a_decode_constraint_marks_slow_trials_infeasible_and_best_and_export_sk
 def test_a_multi_objective_study_trains_every_trial_fully_and_exports_its_pareto_front(
     fake_study, fake_training, isolated_home, capsys
 ):
-    fake_training()
+    fake = fake_training()
     metrics = ["val/avg_score", "decode/ms_per_formula"]
     objective = {"metrics": metrics, "directions": ["maximize", "minimize"]}
     _edit_spec(isolated_home, fake_study, objective=objective)
-    assert main(["study", fake_study, "--trials", "8"]) == 0
+    assert main(["study", fake_study, "--trials", "8"], train_fn=fake) == 0
     assert "Optuna cannot prune multi-objective trials" in capsys.readouterr().out
     study = load_existing(fake_study, None)
     assert study.metric_names == objective["metrics"]
@@ -84,7 +84,7 @@ def test_a_multi_objective_study_trains_every_trial_fully_and_exports_its_pareto
     exports = isolated_home / "studies" / "exports"
     exports.mkdir(parents=True, exist_ok=True)
     (exports / f"{fake_study}.pareto-99.yaml").write_text("stale")
-    assert main(["export", fake_study, "--pareto"]) == 0
+    assert main(["export", fake_study, "--pareto"], train_fn=fake) == 0
     written = sorted(exports.glob(f"{fake_study}.pareto-*.yaml"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     assert len(written) == len(front)
     ranked = sorted(front, key=lambda t: -t.values[0])
@@ -92,15 +92,15 @@ def test_a_multi_objective_study_trains_every_trial_fully_and_exports_its_pareto
         text = path.read_text()
         assert f"# trial: {trial.number}\n" in text and "decode/ms_per_formula=" in text
         assert to_dict(load_train_config(path)) == trial.user_attrs["config"]
-    assert main(["report", fake_study]) == 0
+    assert main(["report", fake_study], train_fn=fake) == 0
     report = (isolated_home / "studies" / "reports" / f"{fake_study}.html").read_text()
     assert f"Pareto front ({len(front)} trials" in report
 
 
 def test_export_pareto_of_a_single_objective_study_says_what_to_run(fake_study, fake_training, capsys):
-    fake_training()
-    assert main(["study", fake_study, "--trials", "2"]) == 0
-    assert main(["export", fake_study, "--pareto"]) == 1
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "2"], train_fn=fake) == 0
+    assert main(["export", fake_study, "--pareto"], train_fn=fake) == 1
     assert f"make export NAME={fake_study}" in capsys.readouterr().err
 
 

@@ -28,9 +28,9 @@ def _set_budget(name: str, pruner: str | None = None, **budget) -> None:
 
 @pytest.mark.parametrize("pruner", ["none", "successive_halving"])
 def test_the_trial_that_would_cross_the_budget_is_cut_at_it(fake_study, fake_training, pruner):
-    fake_training()
+    fake = fake_training()
     _set_budget(fake_study, pruner, n_trials=20, max_epochs=4, total_epochs=10)
-    assert main(["study", fake_study]) == 0
+    assert main(["study", fake_study], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     assert epochs_spent(study) == 10  # not 12: the third 4-epoch trial stops after 2
     last = study.trials[-1]
@@ -38,14 +38,14 @@ def test_the_trial_that_would_cross_the_budget_is_cut_at_it(fake_study, fake_tra
     assert sum(len(t.intermediate_values) for t in study.trials[:-1]) + len(last.intermediate_values) == 10
     assert all(t.user_attrs.get("reason") != BUDGET_REASON for t in study.trials[:-1])
     # a rerun of the spent study starts nothing
-    assert main(["study", fake_study]) == 0
+    assert main(["study", fake_study], train_fn=fake) == 0
     assert len(studies.load_existing(fake_study, None).trials) == len(study.trials)
 
 
 def test_a_trial_that_ends_exactly_at_the_budget_completes(fake_study, fake_training):
-    fake_training()
+    fake = fake_training()
     _set_budget(fake_study, "none", n_trials=20, max_epochs=4, total_epochs=8)
-    assert main(["study", fake_study]) == 0
+    assert main(["study", fake_study], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
     assert epochs_spent(study) == 8

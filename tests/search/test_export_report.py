@@ -16,21 +16,21 @@ from training.config import load_train_config
 
 @pytest.fixture
 def finished_fake_study(fake_study, fake_training):
-    fake_training()
-    assert main(["study", fake_study, "--trials", "6"]) == 0
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "6"], train_fn=fake) == 0
     return load_existing(fake_study, None)
 
 
 def test_export_writes_the_best_trials_config_with_provenance(
     fake_study, fake_training, isolated_home, capsys
 ):
-    fake_training()
+    fake = fake_training()
     spec = isolated_home / "studies" / f"{fake_study}.yaml"  # no pruner: several complete trials
     spec.write_text(spec.read_text().replace("name: successive_halving", "name: none"))
-    assert main(["study", fake_study, "--trials", "4"]) == 0
+    assert main(["study", fake_study, "--trials", "4"], train_fn=fake) == 0
     study = load_existing(fake_study, None)
     capsys.readouterr()
-    assert main(["export", study.study_name, "--top", "2"]) == 0
+    assert main(["export", study.study_name, "--top", "2"], train_fn=fake) == 0
     best_path = isolated_home / "studies" / "exports" / f"{study.study_name}.best.yaml"
     second_path = isolated_home / "studies" / "exports" / f"{study.study_name}.top2.yaml"
     text = best_path.read_text()
@@ -45,9 +45,10 @@ def test_export_writes_the_best_trials_config_with_provenance(
 
 
 def test_export_without_a_complete_trial_says_what_to_run(fake_study, fake_training, capsys):
-    fake_training(lambda config: "boom")
-    assert main(["study", fake_study, "--trials", "1"]) == 1  # every trial failed: not a success
-    assert main(["export", fake_study]) == 1
+    fake = fake_training(lambda config: "boom")
+    # every trial failed: not a success
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 1
+    assert main(["export", fake_study], train_fn=fake) == 1
     assert "no complete trial" in capsys.readouterr().err
 
 

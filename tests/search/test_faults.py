@@ -142,7 +142,7 @@ def test_sigterm_mid_trial_then_the_resumed_study_runs_exactly_the_budget(small_
 
 def test_a_store_that_breaks_mid_study_fails_no_trial(fake_study, fake_training, monkeypatch):
     """mlruns/ unwritable, locked or full after the study started: trials train, untracked, noted."""
-    fake_training()
+    fake = fake_training()
     calls = {"n": 0}
     client_class = get_client().__class__
     original = client_class.create_run
@@ -154,7 +154,7 @@ def test_a_store_that_breaks_mid_study_fails_no_trial(fake_study, fake_training,
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(client_class, "create_run", flaky_create_run)  # the parent run, trial 0, then none
-    assert main(["study", fake_study, "--trials", "5"]) == 0
+    assert main(["study", fake_study, "--trials", "5"], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     untracked = [t for t in study.trials if "tracking_error" in t.user_attrs]
@@ -166,8 +166,8 @@ def test_a_store_that_breaks_mid_study_fails_no_trial(fake_study, fake_training,
 
 
 def test_every_trial_failing_exits_non_zero_and_fails_the_parent_run(fake_study, fake_training, capsys):
-    fake_training(lambda config: "boom")
-    assert main(["study", fake_study, "--trials", "3"]) == 1
+    fake = fake_training(lambda config: "boom")
+    assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 1
     assert "every trial of study" in capsys.readouterr().err
     client = get_client()
     runs = client.search_runs([client.get_experiment_by_name(fake_study).experiment_id])
@@ -216,13 +216,13 @@ def test_a_missing_dataset_is_one_line_and_leaves_no_journal(isolated_home, caps
 
 def test_export_and_report_while_a_study_is_running(fake_study, fake_training, capsys):
     """A trial RUNNING in another (live) process: export and report read the finished ones."""
-    fake_training()
-    assert main(["study", fake_study, "--trials", "3"]) == 0
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     running = study.ask()  # as a live worker holds it
     running.set_user_attr("worker_pid", os.getpid())
-    assert main(["export", fake_study]) == 0
-    assert main(["report", fake_study]) == 0
+    assert main(["export", fake_study], train_fn=fake) == 0
+    assert main(["report", fake_study], train_fn=fake) == 0
     assert study.trials[running.number].state == TrialState.RUNNING  # a live worker's trial is untouched
 
 
@@ -275,8 +275,8 @@ def test_a_store_file_corrupted_mid_study_fails_no_trial(fake_study, fake_traini
                 f.write(b"\0" * 4096)
         return "ok"
 
-    fake_training(corrupt_after_the_first)
-    assert main(["study", fake_study, "--trials", "4"]) == 0
+    fake = fake_training(corrupt_after_the_first)
+    assert main(["study", fake_study, "--trials", "4"], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     assert len(study.trials) == 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
@@ -310,7 +310,7 @@ def test_a_journal_that_stops_taking_writes_mid_trial_is_one_line_and_the_rerun_
     from optuna.storages.journal import JournalFileBackend
     from optuna.storages.journal._storage import JournalOperation
 
-    fake_training()
+    fake = fake_training()
     append = JournalFileBackend.append_logs
     full = {"disk": False}
 
@@ -321,7 +321,7 @@ def test_a_journal_that_stops_taking_writes_mid_trial_is_one_line_and_the_rerun_
         return append(self, logs)
 
     monkeypatch.setattr(JournalFileBackend, "append_logs", append_until_full)
-    assert main(["study", fake_study, "--trials", "3"]) == 2
+    assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith(("error", "Traceback", "Assertion"))]
     assert len(lines) == 1 and "Should not reach" not in err, err
@@ -337,7 +337,7 @@ def test_a_journal_that_stops_taking_writes_mid_trial_is_one_line_and_the_rerun_
     exited.wait()
     study = studies.load_existing(fake_study, None)
     study._storage.set_trial_user_attr(study.trials[0]._trial_id, PID_ATTR, exited.pid)
-    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     lost, rerun = study.trials[0], study.trials[1]
     assert lost.state == TrialState.FAIL and lost.user_attrs["reason"] == WORKER_DIED
@@ -380,13 +380,13 @@ def test_a_journal_record_cut_short_is_dropped_and_the_study_loads_and_continues
 ):
     """A write cut short by a full disk leaves a last line without its newline; Optuna's next append would
     join it and the journal would never load again. The next run drops just that record."""
-    fake_training()
-    assert main(["study", fake_study, "--trials", "2"]) == 0
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "2"], train_fn=fake) == 0
     path = studies_dir() / f"{fake_study}.journal"
     intact = path.read_bytes()
     cut = b'{"op_code": 8, "worker_id": "x", "trial_id": 1, "user_attr": {"a": '
     path.write_bytes(intact + cut)
-    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     assert path.read_bytes().startswith(intact) and path.read_bytes().endswith(b"\n")
     assert f"dropped a {len(cut)}-byte last record" in caplog.text
     study = studies.load_existing(fake_study, None)

@@ -28,7 +28,7 @@ def _study(name: str):
 
 def test_a_cublas_allocation_failure_is_retried_like_an_out_of_memory(fake_study, fake_training):
     fake = fake_training(lambda c: "cublas_oom" if c.trainer.grad_accum_steps == 1 else "ok")
-    study = run_worker(_study(fake_study), 1, None)
+    study = run_worker(_study(fake_study), 1, None, train_fn=fake)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["oom_retries"] == 1
     assert [c.trainer.grad_accum_steps for c in fake.calls] == [1, 2]
@@ -36,7 +36,7 @@ def test_a_cublas_allocation_failure_is_retried_like_an_out_of_memory(fake_study
 
 def test_the_out_of_memory_retry_resumes_from_the_epochs_already_done(fake_study, fake_training):
     fake = fake_training(lambda c: "oom_at_3" if c.trainer.grad_accum_steps == 1 else "ok", write_last=True)
-    study = run_worker(_study(fake_study), 1, None)
+    study = run_worker(_study(fake_study), 1, None, train_fn=fake)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE
     assert fake.resumes == [(False, 1), (True, 3)], "the retry continues after epoch 2, from last.pt"
@@ -44,21 +44,20 @@ def test_the_out_of_memory_retry_resumes_from_the_epochs_already_done(fake_study
 
 
 def test_last_pt_is_deleted_when_a_trial_ends_and_kept_when_it_is_cut(fake_study, fake_training, monkeypatch):
-    fake_training(lambda c: "ok", write_last=True)
-    study = run_worker(_study(fake_study), 3, None)
+    fake = fake_training(lambda c: "ok", write_last=True)
+    study = run_worker(_study(fake_study), 3, None, train_fn=fake)
     trained = [t for t in study.trials if "trial_dir" in t.user_attrs]
     assert trained, "some trial trained"
     for trial in trained:  # completed or pruned: neither will resume
         assert not (Path(trial.user_attrs["trial_dir"]) / "last.pt").exists(), trial.number
 
-    def cut_after_two_epochs(config, out_dir, callbacks, resume=False):  # a Ctrl-C after epoch 2
+    def cut_after_two_epochs(config, out_dir, *, callbacks, resume_from=None):  # a Ctrl-C after epoch 2
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         torch.save({"model": {}, "config": {}, "epoch": 2, "history": []}, Path(out_dir) / "last.pt")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("search.trial.run_training", cut_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        run_worker(load_spec(fake_study), 1, None)
+        run_worker(load_spec(fake_study), 1, None, train_fn=cut_after_two_epochs)
     cut = load_existing(fake_study, None).get_trials()[3]
     assert (Path(cut.user_attrs["trial_dir"]) / "last.pt").exists(), "a cut trial keeps its resume point"
 
@@ -75,11 +74,12 @@ def test_a_sticky_cuda_error_fails_the_trial_and_ends_the_worker(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", dead_context)
     with pytest.raises(GpuUnusable, match="device-side assert"):
-        run_worker(spec, 4, None)
+        run_worker(spec, 4, None, train_fn=fake)
     trials = load_existing(fake_study, None).get_trials()
     assert len(fake.calls) == 1, "no later trial ran in the broken process"
     assert [t.state for t in trials] == [TrialState.FAIL] and trials[0].user_attrs["reason"] == "cuda_fatal"
-    assert main(["worker", fake_study, "--trials", "2", "--no-progress"]) == workers.EXIT_GPU_UNUSABLE
+    code = main(["worker", fake_study, "--trials", "2", "--no-progress"], train_fn=fake)
+    assert code == workers.EXIT_GPU_UNUSABLE
     assert "unusable" in capsys.readouterr().err
 
 
@@ -176,18 +176,20 @@ def test_a_sticky_cuda_error_that_escapes_the_trials_still_ends_the_worker_as_un
     GPU: the worker exits with EXIT_GPU_UNUSABLE, not as a user error, so its launcher replaces it."""
     from search.run import runner
 
-    fake_training()
+    fake = fake_training()
     _study(fake_study)  # the study exists, as a worker joining it expects
 
     def escaped(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     monkeypatch.setattr(runner, "run_worker", escaped)
-    assert main(["worker", fake_study, "--trials", "1", "--no-progress"]) == workers.EXIT_GPU_UNUSABLE
+    code = main(["worker", fake_study, "--trials", "1", "--no-progress"], train_fn=fake)
+    assert code == workers.EXIT_GPU_UNUSABLE
     assert "unusable" in capsys.readouterr().err
 
     def plain_bug(*args, **kwargs):
         raise RuntimeError("a plain bug")
 
     monkeypatch.setattr(runner, "run_worker", plain_bug)
-    assert main(["worker", fake_study, "--trials", "1", "--no-progress"]) == 2  # a one-line error, as before
+    code = main(["worker", fake_study, "--trials", "1", "--no-progress"], train_fn=fake)
+    assert code == 2  # a one-line error, as before

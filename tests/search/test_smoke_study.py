@@ -174,7 +174,6 @@ def test_replay_on_data_that_hashes_differently_names_both_hashes(smoke_home, ca
 def test_a_trial_cut_after_epoch_2_of_4_resumes_from_last_pt(smoke_home, monkeypatch, tmp_path):
     """Ctrl-C after epoch 2: the rerun trains only epochs 3-4 in the same folder, keeps its epoch numbers
     with Optuna, and ends exactly where an uninterrupted run of the same config ends."""
-    import search.trial as objective
     from training.callbacks import Callback
 
     spec = yaml.safe_load((REPO_ROOT / "studies" / "smoke.yaml").read_text())
@@ -183,7 +182,7 @@ def test_a_trial_cut_after_epoch_2_of_4_resumes_from_last_pt(smoke_home, monkeyp
     spec["budget"] = {"n_trials": 1, "max_epochs": 4}
     spec["pruner"] = {"name": "none"}
     (smoke_home / "studies" / "smoke-resume.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    real, trained = objective.run_training, []
+    trained = []
 
     class CutAfter2(Callback):
         def on_epoch_end(self, epoch, metrics):
@@ -194,16 +193,14 @@ def test_a_trial_cut_after_epoch_2_of_4_resumes_from_last_pt(smoke_home, monkeyp
         def on_epoch_end(self, epoch, metrics):
             trained.append(epoch)
 
-    def cut(config, out, callbacks, resume=False):
-        return real(config, out, [*callbacks, CutAfter2()], resume)
+    def cut(config, out, *, callbacks, resume_from=None):
+        return train(config, out, callbacks=[*callbacks, CutAfter2()], resume_from=resume_from)
 
-    def count(config, out, callbacks, resume=False):
-        return real(config, out, [*callbacks, Count()], resume)
+    def count(config, out, *, callbacks, resume_from=None):
+        return train(config, out, callbacks=[*callbacks, Count()], resume_from=resume_from)
 
-    monkeypatch.setattr(objective, "run_training", cut)
-    assert main(["study", "smoke-resume"]) == 130
-    monkeypatch.setattr(objective, "run_training", count)
-    assert main(["study", "smoke-resume"]) == 0
+    assert main(["study", "smoke-resume"], train_fn=cut) == 130
+    assert main(["study", "smoke-resume"], train_fn=count) == 0
     assert trained == [3, 4]
     study = load_existing("smoke-resume", None)
     cut, rerun = study.trials

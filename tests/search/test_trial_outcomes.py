@@ -31,10 +31,10 @@ def _sequence(*outcomes):
 
 
 def test_states_map_to_mlflow_and_a_failure_does_not_stop_the_study(fake_study, fake_training):
-    fake_training(_sequence("ok", "boom", "nan"))
+    fake = fake_training(_sequence("ok", "boom", "nan"))
     spec = load_spec(fake_study)
     prepare_study(spec, None)
-    study = run_worker(spec, 7, None)
+    study = run_worker(spec, 7, None, train_fn=fake)
     trials = study.trials
     assert len(trials) == 7
     assert trials[0].user_attrs["baseline"] == "baseline" and trials[0].params["optim.lr"] == 1e-2
@@ -73,7 +73,7 @@ def test_oom_retries_once_with_double_accumulation(fake_study, fake_training):
     fake = fake_training(lambda config: "oom" if config.trainer.grad_accum_steps == 1 else "ok")
     spec = load_spec(fake_study)
     prepare_study(spec, None)
-    study = run_worker(spec, 1, None)
+    study = run_worker(spec, 1, None, train_fn=fake)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE
     assert [c.trainer.grad_accum_steps for c in fake.calls] == [1, 2]
@@ -88,7 +88,7 @@ def test_oom_twice_is_pruned_with_reason_oom(fake_study, fake_training):
     fake = fake_training(lambda config: "oom")
     spec = load_spec(fake_study)
     prepare_study(spec, None)
-    study = run_worker(spec, 2, None)
+    study = run_worker(spec, 2, None, train_fn=fake)
     assert len(fake.calls) == 4, "each trial: the first try and one retry"
     for trial in study.trials:
         assert trial.state == TrialState.PRUNED and trial.user_attrs["reason"] == "oom"
@@ -102,7 +102,7 @@ def test_constraint_violation_is_pruned_without_training(fake_study, fake_traini
     study.enqueue_trial(
         {"model.kind": "transformer", "model.d_model": 64, "model.nhead": 6, "optim.lr": 1e-3}
     )
-    run_worker(spec, 2, None)
+    run_worker(spec, 2, None, train_fn=fake)
     trial = study.trials[1]
     assert trial.state == TrialState.PRUNED and trial.user_attrs["reason"] == "constraint"
     assert len(fake.calls) == 1
@@ -110,9 +110,9 @@ def test_constraint_violation_is_pruned_without_training(fake_study, fake_traini
 
 
 def test_resume_reuses_the_study_and_enqueues_baselines_once(fake_study, fake_training):
-    fake_training()
-    assert main(["study", fake_study, "--trials", "2"]) == 0
-    assert main(["study", fake_study, "--trials", "2"]) == 0
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "2"], train_fn=fake) == 0
+    assert main(["study", fake_study, "--trials", "2"], train_fn=fake) == 0
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     assert len(study.trials) == 4
     assert sum("baseline" in t.user_attrs for t in study.trials) == 1
@@ -123,20 +123,20 @@ def test_resume_reuses_the_study_and_enqueues_baselines_once(fake_study, fake_tr
 
 
 def test_ctrl_c_ends_the_trial_and_leaves_no_run_running(fake_study, fake_training):
-    fake_training(_sequence("ok", "interrupt"))
-    assert main(["study", fake_study, "--trials", "3"]) == 130
+    fake = fake_training(_sequence("ok", "interrupt"))
+    assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 130
     runs = _runs(fake_study)
     assert {r.info.status for r in runs.values()} <= {"FINISHED", "KILLED", "FAILED"}
     assert runs["trial-1"].info.status == "KILLED" and "trial-2" not in runs
 
 
 def test_a_trial_cut_by_ctrl_c_runs_again_when_the_study_resumes(fake_study, fake_training):
-    fake_training(_sequence("ok", "interrupt", "ok", "ok"))
-    assert main(["study", fake_study, "--trials", "3"]) == 130
+    fake = fake_training(_sequence("ok", "interrupt", "ok", "ok"))
+    assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 130
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     cut = study.trials[1]
     assert cut.state == TrialState.FAIL and cut.user_attrs["reason"] == "interrupted"
-    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     rerun = study.trials[2]
     assert rerun.params == cut.params, "the resumed study runs the interrupted params first"
@@ -146,24 +146,24 @@ def test_a_trial_cut_by_ctrl_c_runs_again_when_the_study_resumes(fake_study, fak
 
 
 def test_a_resumed_seeded_study_draws_new_params_not_the_same_stream_again(fake_study, fake_training):
-    fake_training()
-    assert main(["study", fake_study, "--trials", "3"]) == 0  # the baseline + 2 sampled
-    assert main(["study", fake_study, "--trials", "2"]) == 0
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 0  # the baseline + 2 sampled
+    assert main(["study", fake_study, "--trials", "2"], train_fn=fake) == 0
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     first, resumed = study.trials[1:3], study.trials[3:5]
     assert [t.params for t in resumed] != [t.params for t in first]
 
 
 def test_resuming_with_a_changed_distribution_is_a_clear_spec_error(fake_study, fake_training, isolated_home):
-    fake_training()
-    assert main(["study", fake_study, "--trials", "1"]) == 0
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     path = isolated_home / "studies" / f"{fake_study}.yaml"
     path.write_text(path.read_text().replace("choices: [32, 48, 64]", "choices: [32, 64, 96]"))
     with pytest.raises(
         SpecError, match=r"space\.model\.d_model differs .*choices \[32, 48, 64\] -> choices \[32, 64, 96\]"
     ):
         prepare_study(load_spec(fake_study), None)
-    assert main(["study", fake_study, "--trials", "1"]) == 2
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 2
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     assert len(study.trials) == 1, "no trial ran (and failed) on the changed space"
 
@@ -181,17 +181,17 @@ def test_without_trials_a_worker_stops_at_the_budget_shared_with_other_workers(f
                 other.add_trial(done)
         return "ok"
 
-    fake_training(another_worker_finishes_three)
-    assert main(["worker", fake_study]) == 0  # budget n_trials: 8; alone it would run all 8
+    fake = fake_training(another_worker_finishes_three)
+    assert main(["worker", fake_study], train_fn=fake) == 0  # budget n_trials: 8; alone it would run all 8
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))) == 8
 
 
 def test_an_experiment_deleted_in_the_ui_is_restored_not_fatal(fake_study, fake_training):
-    fake_training()
-    assert main(["study", fake_study, "--trials", "1"]) == 0
+    fake = fake_training()
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     client = get_client()
     client.delete_experiment(client.get_experiment_by_name(fake_study).experiment_id)
-    assert main(["study", fake_study, "--trials", "1"]) == 0
+    assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     assert client.get_experiment_by_name(fake_study).lifecycle_stage == "active"
     assert "trial-1" in _runs(fake_study)

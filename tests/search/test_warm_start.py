@@ -20,6 +20,7 @@ from search.spec.parse import load_spec
 from search.study.storage import create_storage, journal_path
 from search.study.studies import count_finished, load_existing, summary
 from search.study.warm_start import FROM_ATTR, TOP_ATTR, distribution
+from tests.search.conftest import FakeTraining
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # set_metric_names
 
@@ -49,8 +50,7 @@ def _source(space, name, metric="val/avg_score", direction="maximize", extra=())
 
 
 @pytest.fixture
-def sources(fake_study, fake_training, isolated_home):
-    fake_training()
+def sources(fake_study, isolated_home):
     spec_dir = isolated_home / "studies"
     base = yaml.safe_load((spec_dir / f"{fake_study}.yaml").read_text())
     base.pop("enqueue")
@@ -89,7 +89,7 @@ def test_a_warm_started_study_samples_differently_from_its_first_trial_and_count
     _write_spec(sources, "control", warm_start={"from": ["src-loss"]})  # nothing fits: as cold
     _write_spec(sources, "warm", warm_start={"from": ["src-good", "src-loss"]})
     for name in ("cold", "control", "warm"):
-        assert main(["study", name, "--trials", "1"]) == 0, name
+        assert main(["study", name, "--trials", "1"], train_fn=FakeTraining()) == 0, name
     out = capsys.readouterr().out
     assert "warm start: 9 trial(s) from src-good, src-loss added to the history (11 skipped" in out
     assert _first_params("control") == _first_params("cold"), "same seed, no history: the same first draw"
@@ -108,7 +108,8 @@ def test_a_warm_started_study_samples_differently_from_its_first_trial_and_count
     assert len(foreign) == 9 and {t.user_attrs[FROM_ATTR].split("#")[0] for t in foreign} == {"src-good"}
     assert all("config" not in t.user_attrs for t in foreign)
     assert count_finished(warm) == 1 and len(warm.trials) == 10
-    assert main(["study", "warm"]) == 0  # the budget of 2 counts its own trials only: one more runs
+    # the budget of 2 counts its own trials only: one more runs
+    assert main(["study", "warm"], train_fn=FakeTraining()) == 0
     warm = load_existing("warm", None)
     assert count_finished(warm) == 2 and len(warm.trials) == 11
     assert main(["report", "warm"]) == 0
@@ -119,7 +120,7 @@ def test_a_warm_started_study_samples_differently_from_its_first_trial_and_count
 def test_top_k_runs_the_best_foreign_configs_first(sources):
     path = journal_path("src-good")
     _write_spec(sources, "topk", warm_start={"from": [f"{path}#src-good"], "top": 2})
-    assert main(["study", "topk"]) == 0
+    assert main(["study", "topk"], train_fn=FakeTraining()) == 0
     study = load_existing("topk", None)
     own = [t for t in study.trials if FROM_ATTR not in t.user_attrs]
     assert [t.user_attrs[TOP_ATTR] for t in own] == ["src-good#4", "src-good#5"]  # lr 1e-2, then 2e-2
@@ -134,7 +135,7 @@ def test_top_k_runs_the_best_foreign_configs_first(sources):
 
 def test_a_missing_source_is_one_line_and_leaves_no_study(sources, capsys):
     _write_spec(sources, "lost", warm_start={"from": ["no-such-study"]})
-    assert main(["study", "lost"]) == 2
+    assert main(["study", "lost"], train_fn=FakeTraining()) == 2
     err = capsys.readouterr().err
     assert "no study 'no-such-study'" in err and len(err.strip().splitlines()) == 1
     assert not journal_path("lost").exists()

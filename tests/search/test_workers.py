@@ -27,10 +27,8 @@ WORKER_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import conftest
-import search.trial
-search.trial.run_training = conftest.FakeTraining(epoch_seconds=0.01)
 from search.cli import main
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(sys.argv[1:], train_fn=conftest.FakeTraining(epoch_seconds=0.01)))
 """
 
 

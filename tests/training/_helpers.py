@@ -1,8 +1,8 @@
 """Helpers for the training tests: prepared-dataset slices of ../shared/data/im2latex-sample, tiny configs.
 
 The slices are the sample's shortest formulas in its smallest buckets, so a tiny model can learn them on
-CPU within seconds. The folder follows the prepared format (README): grayscale PNGs, formulas.norm.lst,
-<split>.lst, vocab.json, manifest.json.
+CPU within seconds. The folder follows the prepared format (docs/DATASETS.md): grayscale PNGs,
+formulas.norm.lst, <split>.lst, vocab.json, manifest.json.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_resume_reads_last_pt_onto_the_cpu(overfit_data, tmp_path, monkeypatch):
         return real_load(path, map_location=map_location, **kw)
 
     monkeypatch.setattr(ckpt_io.torch, "load", spying_load)
-    result = train(cfg, tmp_path / "run", resume=True)
+    result = train(cfg, tmp_path / "run", resume_from=tmp_path / "run" / "last.pt")
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert seen and seen[0] == "cpu", "last.pt must be read onto the host, whatever the training device"
 

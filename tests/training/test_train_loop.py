@@ -93,8 +93,10 @@ def test_resume_continues_the_same_run(overfit_data, tmp_path):
         train(cfg, tmp_path / "resumed", callbacks=[interrupted])
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
     again = Recorder()
-    resumed = train(cfg, tmp_path / "resumed", resume=True, callbacks=[again])
+    last = tmp_path / "resumed" / "last.pt"
+    resumed = train(cfg, tmp_path / "resumed", resume_from=last, callbacks=[again])
     assert again.started["start_epoch"] == 3 and [e for e, _ in again.epochs] == [3]
+    assert [row["epoch"] for row in again.started["history"]] == [1, 2], "the done epochs, for a study"
     assert _comparable(resumed.history) == _comparable(straight.history)
     a = load_checkpoint(straight.last_checkpoint)["model"]
     b = load_checkpoint(resumed.last_checkpoint)["model"]
@@ -208,7 +210,7 @@ def test_resuming_onecycle_with_more_epochs_is_refused_clearly(overfit_data, tmp
     train(load_train_config(tiny_config(overfit_data, schedule=onecycle, trainer={"epochs": 1})), tmp_path)
     longer = load_train_config(tiny_config(overfit_data, schedule=onecycle, trainer={"epochs": 2}))
     with pytest.raises(ValueError, match="cannot resume a onecycle run with trainer.epochs=2"):
-        train(longer, tmp_path, resume=True)
+        train(longer, tmp_path, resume_from=tmp_path / "last.pt")
 
 
 def test_micro_batches_never_leave_a_lone_image():
