@@ -1,5 +1,7 @@
 """The MLflow store under mlruns/ (`mlflow.db`, SQLite): created whole or not at all. Shared by the
-study harness (search.tracking) and a plain training run that registers its model (training.cli).
+study harness (search.tracking) and a plain training run that registers its model (training.cli); the
+migrations themselves are MLflow's, run by the caller's `migrate` (training.mlflow_logging.migrate_store):
+this module never imports MLflow.
 
 Creating the store runs MLflow's schema migrations, which take seconds. A process killed meanwhile (the
 OOM killer, a dropped SSH session) used to leave a half-migrated `mlflow.db` that every later command
@@ -13,22 +15,27 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from core.paths import mlruns_dir
+from core.processes import pid_alive
 
 log = logging.getLogger(__name__)
 _CHECKED: set[Path] = set()
 
 
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set, else the project's store `sqlite:///mlruns/mlflow.db` (created whole)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    store = mlruns_dir() / "mlflow.db"
-    ensure_store(store)  # created whole or not at all; a half-made one is a clear StoreError
-    return f"sqlite:///{store}"
+    """MLFLOW_TRACKING_URI when set, else the project's store `sqlite:///mlruns/mlflow.db` (which may not
+    exist yet: `ready_uri` makes it)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def ready_uri(migrate: Callable[[str], None]) -> str:
+    """tracking_uri(), with the project's store created whole first (a half-made one is a StoreError)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        ensure_store(mlruns_dir() / "mlflow.db", migrate)
+    return tracking_uri()
 
 
 def project_store_in_use() -> bool:
@@ -40,9 +47,9 @@ class StoreError(RuntimeError):
     """The MLflow store cannot be used as it is; the message says why and what to do."""
 
 
-def ensure_store(path: Path) -> None:
-    """Create the SQLite store at `path` atomically, or check that the existing one is whole (once per
-    process)."""
+def ensure_store(path: Path, migrate: Callable[[str], None]) -> None:
+    """Create the SQLite store at `path` atomically (`migrate(uri)` runs MLflow's migrations on a new
+    store), or check that the existing one is whole (once per process)."""
     path = Path(path)
     if path in _CHECKED:
         return
@@ -52,13 +59,11 @@ def ensure_store(path: Path) -> None:
         if problem:
             raise StoreError(problem)
     else:
-        _create(path)
+        _create(path, migrate)
     _CHECKED.add(path)
 
 
-def _create(path: Path) -> None:
-    from mlflow import MlflowClient
-
+def _create(path: Path, migrate: Callable[[str], None]) -> None:
     tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +73,7 @@ def _create(path: Path) -> None:
         for q in quiet:  # "Creating initial MLflow database tables...": the store's birth is not news
             q.setLevel(logging.WARNING)
         try:
-            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # runs every migration
+            migrate(f"sqlite:///{tmp}")
         finally:
             for q, level in zip(quiet, levels, strict=True):
                 q.setLevel(level)
@@ -94,18 +99,8 @@ def _remove_abandoned(path: Path) -> None:
     sidecar files (`-journal`, `-wal`, `-shm`) of a transaction the kill cut short."""
     for tmp in path.parent.glob(f".{path.name}.creating-*"):
         pid = re.match(rf"\.{re.escape(path.name)}\.creating-(\d+)", tmp.name)
-        if pid and not _alive(int(pid.group(1))):
+        if pid and not pid_alive(int(pid.group(1))):
             tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def half_made(path: Path) -> str | None:

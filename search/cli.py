@@ -22,7 +22,6 @@ from collections import Counter
 from typing import Any
 
 import optuna
-from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from search.run import runner, serve, workers
@@ -36,7 +35,7 @@ from search.study.recovery import WORKER_DIED, recover_stale_trials
 from search.study.storage import describe_storage
 from search.study.warm_start import STUDY_ATTR as WARM_ATTR
 from search.study.warm_start import describe as describe_warm_start
-from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none, tracking_uri
+from search.tracking import PARENT_ATTR, TRACKING_ERRORS, StudyTracker, store_uri, tracker_or_none
 from training.cuda_faults import is_sticky_cuda_error
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {tracking_uri()}")
+    mlflow_uri = store_uri()  # the store checked whole before anything is spent
+    print(f"study {spec.name}: storage {describe_storage(spec.name, args.storage)}, MLflow {mlflow_uri}")
     study = studies.prepare_study(spec, args.storage)
     parent_run = study.user_attrs.get(PARENT_ATTR)
     if study.user_attrs.get(WARM_ATTR):
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None, *, train_fn: Any = None) -> int:
     args.train_fn = train_fn
     try:
         return args.func(args)
-    except (FileNotFoundError, LookupError, ValueError, RuntimeError, MlflowException) as exc:
+    except (FileNotFoundError, LookupError, ValueError, RuntimeError, *TRACKING_ERRORS) as exc:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     except OSError as exc:  # a read-only studies/ or mlruns/, a full disk: one line, not a traceback

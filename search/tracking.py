@@ -1,4 +1,6 @@
-"""MLflow bookkeeping for studies: experiment = study, one parent run per study, a child run per trial.
+"""Everything the search writes to MLflow (the one module of search/ that imports it): experiment =
+study, one parent run per study with its summary, a child run per trial, and closing the runs of trials
+whose worker died.
 
     python -m search study smoke && python -m search ui      # then open http://127.0.0.1:5000
 
@@ -15,21 +17,27 @@ from contextlib import contextmanager
 from typing import Any
 
 import optuna
+import yaml
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from optuna.trial import TrialState
 
-from core.mlflow_store import tracking_uri
+from core.mlflow_store import StoreError, tracking_uri
 from core.paths import mlruns_dir
-from training.mlflow_logging import MlflowRun
+from training.mlflow_logging import MlflowRun, store_uri
+
+__all__ = ["TRACKING_ERRORS", "StudyTracker", "get_client", "store_uri", "tracker_or_none", "tracking_uri"]
 
 log = logging.getLogger(__name__)
 
 # Optuna trial state -> MLflow run status (the issue's mapping).
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PARENT_ATTR = "mlflow_parent_run_id"
+TRACKING_ERRORS = (MlflowException, StoreError)  # what an unusable store raises: one line for the user
 
 
 def get_client() -> MlflowClient:
-    return MlflowClient(tracking_uri=tracking_uri())
+    return MlflowClient(tracking_uri=store_uri())
 
 
 # MLflow 3's UI opens untagged experiments in its GenAI (traces) view; ours are training runs.
@@ -85,11 +93,57 @@ class StudyTracker:
         self.parent_run_id = run.info.run_id
         return self.parent_run_id
 
+    def log_summary(
+        self, info: dict[str, Any], best: Any, best_metric: str | None, figures: str | None
+    ) -> None:
+        """The parent run's summary: `figures` (one self-contained HTML), the best trial's config and
+        value, the Pareto front of a multi-objective study and the trial counts (search.study.studies's
+        summary `info`)."""
+        if self.parent_run_id is None:
+            return
+        client, run_id = self.client, self.parent_run_id
+        try:
+            if figures is not None:
+                client.log_text(run_id, figures, "figures.html")
+            if best is not None:
+                config = yaml.safe_dump(best.user_attrs.get("config", {}), sort_keys=False)
+                client.log_text(run_id, config, "best_config.yaml")
+                client.log_metric(run_id, "best/" + best_metric.replace("/", "_"), best.value)
+                client.set_tag(run_id, "best_trial", best.number)
+            if info["pareto"] is not None:  # a multi-objective study has a front, not a best trial
+                client.set_tag(run_id, "pareto_front", " ".join(map(str, info["pareto"])) or "-")
+            for key in ("complete", "pruned", "failed"):
+                client.log_metric(run_id, f"trials/{key}", info[key])
+        except Exception as exc:  # the study's results are in its storage; the summary is a convenience
+            log.warning("could not log the study summary to MLflow: %s", exc)
+
+    def close_orphaned_runs(self, study: optuna.Study) -> list[str]:
+        """Trial runs still RUNNING although their Optuna trial has finished (a dead worker's)."""
+        states = {t.number: t for t in study.get_trials(deepcopy=False)}
+        closed = []
+        try:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string="attributes.status = 'RUNNING' and tags.`search.role` = 'trial'",
+            )
+            for run in runs:
+                number = run.data.tags.get("optuna.trial_number")
+                trial = states.get(int(number)) if number is not None and number.isdigit() else None
+                if trial is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
+                    continue
+                reason = trial.user_attrs.get("reason", trial.state.name.lower())
+                self.client.set_tag(run.info.run_id, "search.reason", reason)
+                self.client.set_terminated(run.info.run_id, status=RUN_STATUS.get(trial.state.name, "FAILED"))
+                closed.append(run.info.run_id)
+        except Exception as exc:  # the study's truth is in Optuna; a tracking hiccup must not stop it
+            log.warning("could not close orphaned MLflow runs: %s", exc)
+        return closed
+
     def finish_parent(self, status: str = "FINISHED") -> None:
         if self.parent_run_id is not None:
             self.client.set_terminated(self.parent_run_id, status=status)
 
-    def open_run(self, run_name: str, tags: dict[str, Any], *, log_config: bool = True) -> MlflowRun:
+    def open_run(self, run_name: str, tags: dict[str, Any], *, config_at_start: bool = True) -> MlflowRun:
         """A run of the study's experiment (under the parent run when there is one). A store that broke
         mid-study costs the run, not the training: the MlflowRun then logs nothing and says why."""
         tags = {"optuna.study_name": self.study_name, **tags}
@@ -98,11 +152,11 @@ class StudyTracker:
         start = time.perf_counter()
         try:
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
-            child = MlflowRun(self.client, run.info.run_id, log_config=log_config)
+            child = MlflowRun(self.client, run.info.run_id, config_at_start=config_at_start)
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.warning("%s trains without an MLflow run: %s", run_name, reason)
-            child = MlflowRun(None, None, error=reason[:500], log_config=log_config)
+            child = MlflowRun(None, None, error=reason[:500], config_at_start=config_at_start)
         child.seconds += time.perf_counter() - start
         return child
 
@@ -112,7 +166,7 @@ class StudyTracker:
         (with the pruning's reason and epoch), FAIL (with the error), KILLED on Ctrl-C, COMPLETE when the
         body called complete_trial_run; never left RUNNING."""
         tags = {"optuna.trial_number": trial.number, "search.role": "trial"}
-        child = self.open_run(f"trial-{trial.number}", tags, log_config=False)
+        child = self.open_run(f"trial-{trial.number}", tags, config_at_start=False)
         if child.error:
             trial.set_user_attr("tracking_error", child.error)
         # logged before training, so an impossible point's run shows what was sampled too

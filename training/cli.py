@@ -8,7 +8,7 @@
 `train` prints the best checkpoint's path as its last line (scripts rely on it). It logs to MLflow when
 MLFLOW_TRACKING_URI is set or the project's store (mlruns/mlflow.db, which any study creates) exists:
 experiment `train`, one run per invocation, the trained model logged as an MLflow model
-(`training.mlflow_model`) and, for a config exported from a study, registered as `<study>-best` with the
+(`training.mlflow_logging`) and, for a config exported from a study, registered as `<study>-best` with the
 study, trial and code version as tags. `predict` takes image and InkML (pen) files, from a checkpoint or a
 logged/registered model. `evaluate` prints the metrics JSON on stdout (`exact_match` is the ExpRate,
 `exprate_le1` / `exprate_le2` allow 1 / 2 token errors) and a one-line ExpRate summary on stderr.
@@ -17,15 +17,13 @@ logged/registered model. `evaluate` prints the metrics JSON on stdout (`exact_ma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-from core.paths import mlruns_dir, runs_dir
+from core.paths import runs_dir
 from core.typed_config import ConfigError
 
 
@@ -65,24 +63,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _mlflow_run(name: str):
-    from core.mlflow_store import project_store_in_use, tracking_uri
-
-    if not project_store_in_use():
-        return contextlib.nullcontext(None)
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri())
-    client = mlflow.MlflowClient()
-    if client.get_experiment_by_name("train") is None and not os.environ.get("MLFLOW_TRACKING_URI"):
-        # the project's store keeps artifacts under mlruns/, not under ./mlruns of wherever this runs
-        location = (mlruns_dir() / "artifacts" / "train").resolve().as_uri()
-        with contextlib.suppress(Exception):  # another process created it first
-            client.create_experiment("train", artifact_location=location)
-    mlflow.set_experiment("train")
-    return mlflow.start_run(run_name=name)
-
-
 def provenance(config_path: Path) -> dict[str, str]:
     """The `# key: value` header an export writes (study, trial, code_version, ...); {} for other files."""
     out: dict[str, str] = {}
@@ -101,7 +81,7 @@ def provenance(config_path: Path) -> dict[str, str]:
 
 def _log_model(config_path: Path, checkpoint: Path) -> None:
     """The trained model into the active MLflow run; an export's is registered as `<study>-best`."""
-    from training.mlflow_model import log_formula_model
+    from training.mlflow_logging import log_formula_model
 
     origin = provenance(config_path)
     name = f"{origin['study']}-best" if "study" in origin else None
@@ -126,7 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         status = StatusLine()
         callbacks.append(ProgressLine(status))
     resume_from = out / "last.pt" if args.resume else None
-    with _mlflow_run(out.name) as run:
+    from training.mlflow_logging import training_run
+
+    with training_run(out.name) as run:
         if run is not None:
             from training.mlflow_logging import MlflowRun
 
@@ -155,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         rows = OnnxPredictor(args.onnx).predict(paths, batch_size=args.batch_size)
     elif args.model:
-        from training.mlflow_model import predict_with_model
+        from training.mlflow_logging import predict_with_model
 
         predictions = predict_with_model(args.model, paths)
         pairs = enumerate(zip(paths, predictions, strict=True))

@@ -17,9 +17,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from core.paths import exports_dir
-from search.spec.objectives import feasible
+from search.spec.objectives import feasible, trial_metric
 from search.spec.pareto import pareto_trials, sign
-from search.spec.space import objective_metric
 from training.config import load_train_config, save_train_config
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def provenance(study: optuna.Study, trial: FrozenTrial, rank: int, how: str = ""
         f"exported by `python -m search export {study.study_name}{how}` (rank {rank})\n"
         f"study: {study.study_name}\n"
         f"trial: {trial.number}\n"
-        f"score: {scores_text(study, trial)} (best {objective_metric(trial)} of the trial)\n"
+        f"score: {scores_text(study, trial)} (best {trial_metric(trial)} of the trial)\n"
         f"dataset_hash: {attrs.get('dataset_hash', 'unknown')}\n"
         f"code_version: {attrs.get('code_version', 'unknown')}\n"
         f"date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"

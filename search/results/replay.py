@@ -19,8 +19,7 @@ from pathlib import Path
 import optuna
 
 from core.paths import runs_dir
-from search.spec.objectives import EPOCH_VALUES_ATTR
-from search.spec.space import objective_metric
+from search.spec.objectives import EPOCH_VALUES_ATTR, trial_metric
 from search.study import studies
 from search.tracking import StudyTracker, tracker_or_none
 from training.config import load_train_config
@@ -99,7 +98,7 @@ def replay_trial(study: optuna.Study, number: int, *, tracking: bool = True) -> 
     finally:
         if run is not None:
             run.finish(status)
-    metric = objective_metric(trial)
+    metric = trial_metric(trial)
     replayed = {int(row["epoch"]): float(row[metric]) for row in result.history if metric in row}
     # a multi-objective trial reports nothing to Optuna: its curve is a user attr
     recorded = dict(trial.intermediate_values) or {

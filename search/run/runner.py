@@ -9,7 +9,6 @@ between trials and keeps the study's parent MLflow run summary current.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import traceback
@@ -20,8 +19,9 @@ from optuna.trial import TrialState
 
 from core.typed_config import flatten
 from search.spec.config_paths import base_config_dict, resolved_base
+from search.spec.objectives import trial_metric
 from search.spec.parse import StudySpec
-from search.spec.space import objective_metric
+from search.study.devices import release_gpu_memory
 from search.study.epoch_budget import epochs_spent, stop_at_epoch_budget
 from search.study.recovery import PID_ATTR, recover_stale_trials
 from search.study.studies import load_study, summary
@@ -62,9 +62,9 @@ def run_worker(
         if objective.fatal is not None:
             study.stop()
 
-    def release_gpu_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def release_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if objective.fatal is None:  # a dead CUDA context would raise the same error again
-            _release_gpu_memory(study, trial)
+            release_gpu_memory()
 
     total = spec.budget.total_epochs
     budget_stop = [] if total is None else [stop_at_epoch_budget(total)]
@@ -77,7 +77,7 @@ def run_worker(
             timeout=timeout if timeout is not None else spec.budget.timeout,
             catch=(Exception,),
             callbacks=[recover_after_trial, drop_resume_point, *callbacks, stop_if_gpu_unusable,
-                       release_gpu_memory, *budget_stop],
+                       release_memory, *budget_stop],
         )
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)
@@ -182,40 +182,19 @@ class _NoInterruptTraceback(logging.Filter):
 logging.getLogger("optuna.study._optimize").addFilter(_NoInterruptTraceback())
 
 
-def _release_gpu_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Free the finished trial's CUDA tensors held by reference cycles before the next trial allocates.
-    (Skipped on CPU: a full collection costs about a second in a process holding torch and MLflow.)"""
-    import torch
-
-    if torch.cuda.is_available():
-        gc.collect()
-        torch.cuda.empty_cache()
-
-
 def log_parent_summary(study: optuna.Study, tracker: StudyTracker) -> None:
-    """The parent run's figures (one self-contained HTML) and the best config so far."""
-    import yaml
-
+    """The parent run's figures and the best config so far (search.tracking writes them)."""
     from search.results.figures import figures_html, study_figures
 
     if tracker.parent_run_id is None:
         return
-    client, run_id = tracker.client, tracker.parent_run_id
     info = summary(study)
     try:
         figures, skipped = study_figures(study)
-        client.log_text(run_id, figures_html(figures, skipped, f"study {study.study_name}"), "figures.html")
-        if info["best_trial"] is not None:
-            # summary's best: Optuna's own best_trial may be a warm start's foreign record
-            best = next(t for t in study.get_trials(deepcopy=False) if t.number == info["best_trial"])
-            client.log_text(
-                run_id, yaml.safe_dump(best.user_attrs.get("config", {}), sort_keys=False), "best_config.yaml"
-            )
-            client.log_metric(run_id, "best/" + objective_metric(best).replace("/", "_"), best.value)
-            client.set_tag(run_id, "best_trial", best.number)
-        if info["pareto"] is not None:  # a multi-objective study has a front, not a best trial
-            client.set_tag(run_id, "pareto_front", " ".join(map(str, info["pareto"])) or "-")
-        for key in ("complete", "pruned", "failed"):
-            client.log_metric(run_id, f"trials/{key}", info[key])
-    except Exception as exc:  # the study's results are in its storage; the summary is a convenience
-        log.warning("could not log the study summary to MLflow: %s", exc)
+        html = figures_html(figures, skipped, f"study {study.study_name}")
+    except Exception as exc:  # plots are a convenience: the summary goes on without them
+        log.warning("could not draw the study's figures: %s", exc)
+        html = None
+    # summary's best: Optuna's own best_trial may be a warm start's foreign record
+    best = next((t for t in study.get_trials(deepcopy=False) if t.number == info["best_trial"]), None)
+    tracker.log_summary(info, best, trial_metric(best) if best else None, html)

@@ -16,7 +16,7 @@ import sys
 from core.paths import mlruns_dir
 from search.study.storage import create_storage, journal_path
 from search.study.studies import load_existing
-from search.tracking import get_client, tracking_uri
+from search.tracking import get_client, store_uri
 
 log = logging.getLogger(__name__)
 # optuna-dashboard's own command line, through this interpreter (its console script may not be on PATH)
@@ -24,7 +24,7 @@ DASHBOARD = "from optuna_dashboard._cli import main; main()"
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    uri = tracking_uri()
+    uri = store_uri()  # created whole here, not half-made by the server
     artifacts = (mlruns_dir() / "artifacts").resolve()
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
            "--backend-store-uri", uri, "--default-artifact-root", artifacts.as_uri()]  # fmt: skip

@@ -148,3 +148,8 @@ def decode_violation(constraints: tuple[str, ...], decode_speed: dict[str, float
         return float(len(exprs)), list(exprs)
     amounts = {expr: violation(expr, lookup) for expr in exprs}
     return sum(amounts.values()), [expr for expr, amount in amounts.items() if amount > 0]
+
+
+def trial_metric(trial: Any) -> str:  # a FrozenTrial
+    """The metric a trial's value is (its config's trainer.monitor, which its study set)."""
+    return (trial.user_attrs.get("config") or {}).get("trainer", {}).get("monitor", "val/avg_score")

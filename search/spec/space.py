@@ -70,11 +70,6 @@ def decode_value(spec: StudySpec, path: str, value: Any) -> Any:
     return value
 
 
-def objective_metric(trial: optuna.trial.FrozenTrial) -> str:
-    """The metric a trial's value is (its config's trainer.monitor, which its study set)."""
-    return (trial.user_attrs.get("config") or {}).get("trainer", {}).get("monitor", "val/avg_score")
-
-
 def build_config_dict(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]:
     """Base + fixed + decoded params, with the epoch budget applied."""
     data = base_config_dict(spec)

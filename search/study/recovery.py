@@ -22,6 +22,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from core.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 WORKER_DIED = "worker_died"  # user attr `reason` of a trial whose worker process died
@@ -45,16 +47,6 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of proc(5), counted after the command name
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def worker_is_dead(trial: FrozenTrial) -> bool:
     attrs = trial.user_attrs
     if attrs.get(HOST_ATTR) != socket.gethostname() or not isinstance(attrs.get(PID_ATTR), int):
@@ -62,7 +54,7 @@ def worker_is_dead(trial: FrozenTrial) -> bool:
     pid = attrs[PID_ATTR]
     if pid == os.getpid():
         return False
-    if not _alive(pid):
+    if not pid_alive(pid):
         return True
     started = attrs.get(STARTED_ATTR)
     return started is not None and _process_start(pid) not in (None, started)
@@ -96,7 +88,7 @@ def recover_stale_trials(study: optuna.Study, tracker: Any = None, *, sweep_runs
             "trial(s) %s lost their worker: marked FAIL (%s) and enqueued again", recovered, WORKER_DIED
         )
     if tracker is not None and (recovered or heartbeat_failed or sweep_runs):
-        close_orphaned_runs(study, tracker)
+        tracker.close_orphaned_runs(study)
     return recovered
 
 
@@ -109,28 +101,3 @@ def rerun_trials(trials: list[FrozenTrial]) -> set[int]:
         for t in trials
         if t.user_attrs.get("reason") in (INTERRUPTED, WORKER_DIED) or t.number in retried
     }
-
-
-def close_orphaned_runs(study: optuna.Study, tracker: Any) -> list[str]:
-    """MLflow trial runs still RUNNING although their Optuna trial has finished (a dead worker's)."""
-    from search.tracking import RUN_STATUS
-
-    states = {t.number: t for t in study.get_trials(deepcopy=False)}
-    closed = []
-    try:
-        runs = tracker.client.search_runs(
-            [tracker.experiment_id],
-            filter_string="attributes.status = 'RUNNING' and tags.`search.role` = 'trial'",
-        )
-        for run in runs:
-            number = run.data.tags.get("optuna.trial_number")
-            trial = states.get(int(number)) if number is not None and number.isdigit() else None
-            if trial is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
-                continue
-            reason = trial.user_attrs.get("reason", trial.state.name.lower())
-            tracker.client.set_tag(run.info.run_id, "search.reason", reason)
-            tracker.client.set_terminated(run.info.run_id, status=RUN_STATUS.get(trial.state.name, "FAILED"))
-            closed.append(run.info.run_id)
-    except Exception as exc:  # the study's truth is in Optuna; a tracking hiccup must not stop it
-        log.warning("could not close orphaned MLflow runs: %s", exc)
-    return closed

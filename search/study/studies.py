@@ -2,7 +2,7 @@
 dataset hash, spec), and what it has done so far.
 
     python -m search study smoke --trials 4      # prepare_study, then search.run.runner.run_worker
-    python -m search status smoke                # load_existing + summary
+    python -m search report smoke                # load_existing + summary, in search.results.report
 
 The `study` command prepares the study once (records dataset hash, code version and spec, enqueues the
 baselines, opens the MLflow parent run) before any worker starts, so workers only load and optimise.

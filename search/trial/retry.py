@@ -8,18 +8,17 @@ prunes it with reason `oom`.
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 
 from core.paths import runs_dir
 from core.typed_config import set_path, to_dict
 from search.spec.space import ACCUM_PATH
+from search.study.devices import release_gpu_memory
 from search.trial.reporting import PruneTrial
 from training.config import TrainConfig, load_train_config
 from training.cuda_faults import is_out_of_memory
@@ -45,12 +44,6 @@ def resume_point(trial: optuna.Trial, study_name: str) -> tuple[Path, Path | Non
     return own, None
 
 
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def train_with_oom_retry(
     train_fn: TrainFn,
     trial: optuna.Trial,
@@ -71,7 +64,7 @@ def train_with_oom_retry(
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         # Outside the except block: its traceback held the failed step's frames and activations, which
         # the allocator could not have given back.
-        free_memory()
+        release_gpu_memory()
         accum = config.trainer.grad_accum_steps * 2
         if attempt == 1 or config.trainer.batch_size % accum:
             trial.set_user_attr("oom_retries", attempt)

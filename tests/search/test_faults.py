@@ -264,8 +264,9 @@ def test_a_store_file_corrupted_mid_study_fails_no_trial(fake_study, fake_traini
     store = tmp_path / "own" / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     from core.mlflow_store import ensure_store
+    from training.mlflow_logging import migrate_store
 
-    ensure_store(store)
+    ensure_store(store, migrate_store)
     calls = {"n": 0}
 
     def corrupt_after_the_first(config):

@@ -17,6 +17,7 @@ from core import mlflow_store
 from core.mlflow_store import StoreError, ensure_store, half_made
 from core.paths import REPO_ROOT, mlruns_dir
 from search.cli import main
+from training.mlflow_logging import migrate_store
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +48,7 @@ def test_a_half_migrated_store_with_runs_is_never_moved_aside(tmp_path):
     message = half_made(store)
     assert "holds 2 runs: keep it" in message and "mlflow db upgrade" in message and "mv " not in message
     with pytest.raises(StoreError, match="keep it"):
-        ensure_store(store)
+        ensure_store(store, migrate_store)
 
 
 @pytest.mark.slow
@@ -61,7 +62,7 @@ def test_kill_9_while_the_store_is_created_leaves_no_half_made_store(isolated_ho
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not store.exists() or half_made(store) is None  # never a half-made store in place
-    ensure_store(store)  # the next command creates it whole
+    ensure_store(store, migrate_store)  # the next command creates it whole
     assert half_made(store) is None
     assert not list(store.parent.glob(".mlflow.db.creating-*"))  # the killed process's leftovers are gone
 
@@ -74,5 +75,5 @@ def test_a_killed_creators_leftovers_and_their_sqlite_journal_are_removed(tmp_pa
     leftovers = [tmp_path / f".mlflow.db.creating-{gone.pid}{s}" for s in ("", "-journal")]
     for path in leftovers:
         path.write_bytes(b"half")
-    ensure_store(store)
+    ensure_store(store, migrate_store)
     assert half_made(store) is None and not any(p.exists() for p in leftovers)

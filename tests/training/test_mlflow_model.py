@@ -19,7 +19,7 @@ import yaml
 
 from tests.training._helpers import tiny_config
 from training.cli import main, provenance
-from training.mlflow_model import decode_image, encode_png
+from training.image_input import decode_image, encode_png
 from training.predict import Predictor, list_images
 
 pytestmark = pytest.mark.slow
