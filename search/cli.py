@@ -66,6 +66,19 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # `kill`, `timeout`, docker stop, Slurm: end the trial as Ctrl-C does
 
 
+def _announce(spec: StudySpec, n: int, gpus: list[str], slots: list[str | None]) -> None:
+    where = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU visible)"
+    print(f"running {n} trial(s) with {len(slots)} worker(s) on {where}")
+    if spec.objective.multi:
+        unused = f" (pruner {spec.pruner.name!r} is not used)" if spec.pruner.name != "none" else ""
+        print(f"multi-objective study: {spec.objective.label}. Optuna cannot prune multi-objective "
+              f"trials, so every trial trains all its epochs{unused}; "
+              f"`make export NAME={spec.name} PARETO=1` writes the Pareto front")  # fmt: skip
+    note = cpu_note(spec.name, gpus)
+    if note:
+        print(note)
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     spec = load_spec(args.name)
@@ -88,18 +101,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         )
         return _finish(study, "FINISHED", target, spec)
     gpus = devices.visible_gpus()
-    per_gpu = int(os.environ.get("TRIALS_PER_GPU", "1"))
-    slots = workers.plan_slots(args.workers, gpus, per_gpu)
-    where = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU visible)"
-    print(f"running {n} trial(s) with {len(slots)} worker(s) on {where}")
-    if spec.objective.multi:
-        unused = f" (pruner {spec.pruner.name!r} is not used)" if spec.pruner.name != "none" else ""
-        print(f"multi-objective study: {spec.objective.label}. Optuna cannot prune multi-objective "
-              f"trials, so every trial trains all its epochs{unused}; "
-              f"`make export NAME={spec.name} PARETO=1` writes the Pareto front")  # fmt: skip
-    note = cpu_note(spec.name, gpus)
-    if note:
-        print(note)
+    slots = workers.plan_slots(args.workers, gpus, int(os.environ.get("TRIALS_PER_GPU", "1")))
+    _announce(spec, n, gpus, slots)
     progress = StudyProgress(study, n, max_epochs=spec.budget.max_epochs)
     status, deaths = "FINISHED", []
     try:

@@ -60,6 +60,70 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+class _Fleet:
+    """The worker processes of one `launch`: started, watched, replaced, stopped."""
+
+    def __init__(self, name: str, slots: list[str | None], storage_url: str | None):
+        self.name, self.slots, self.storage_url = name, slots, storage_url
+        self.procs: list[tuple[int, str | None, subprocess.Popen]] = []
+        self.assigned: dict[int, int] = {}  # pid -> trials it was given
+        self.deaths: list[str] = []
+        self.seen: set[int] = set()  # pids whose death is reported
+
+    def start(self, index: int, slot: str | None, trials: int) -> None:
+        env = dict(os.environ)
+        env[WORKER_INDEX_ENV] = str(index)  # each worker's sampler draws its own stream
+        # workers split the cores instead of each starting a thread (or a loader process) per core
+        env.setdefault("OMP_NUM_THREADS", str(max(1, machine_cores() // len(self.slots))))
+        if slot is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot
+            env[GPU_SHARE_ENV] = str(self.slots.count(slot))
+        cmd = [sys.executable, "-m", "search", "worker", self.name, "--trials", str(trials), "--no-progress"]
+        if self.storage_url:
+            cmd += ["--storage", self.storage_url]
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
+        self.procs.append((index, slot, proc))
+        self.assigned[proc.pid] = trials
+
+    def running(self) -> bool:
+        return any(p.poll() is None for _, _, p in self.procs)
+
+    def replace_dead(self, remaining: Callable[[dict[int, int]], int] | None) -> None:
+        for index, slot, p in list(self.procs):
+            code = p.poll()
+            if code is None or code in (0, 130) or p.pid in self.seen:
+                continue
+            self.seen.add(p.pid)
+            report = f"worker {index} (pid {p.pid}) died: {describe_exit(code)}"
+            self.deaths.append(report)
+            log.warning("%s", report)
+            live = {q.pid: self.assigned[q.pid] for _, _, q in self.procs if q.poll() is None}
+            left = remaining(live) if remaining is not None else 0
+            # one that keeps dying is not replaced forever; one that exited 2 (a user error, a storage that
+            # takes no writes) would only fail the same way; one that exited EXIT_GPU_UNUSABLE left a dead
+            # CUDA context behind, which a new process does not have
+            if left > 0 and len(self.deaths) <= len(self.slots) and code != 2:
+                log.warning("starting a replacement worker for the %d trial(s) left", left)
+                self.start(index + 100 * len(self.deaths), slot, left)
+
+    def stop(self) -> None:
+        """The children share our terminal's process group and got the same Ctrl-C; give them time to
+        close their trial and MLflow run, then make sure they are gone."""
+        for _, _, p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for _, _, p in self.procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def note_last_deaths(self) -> None:
+        for index, _, p in self.procs:  # one that died in the last poll interval
+            if p.returncode not in (0, 130) and p.pid not in self.seen:
+                self.deaths.append(f"worker {index} (pid {p.pid}) died: {describe_exit(p.returncode)}")
+
+
 def launch(
     name: str,
     slots: list[str | None],
@@ -73,65 +137,19 @@ def launch(
     abnormally (a signal, a crash) is reported and, while `remaining({pid: trials} of the live workers)`
     says trials are left, replaced by a new worker on its slot, which first recovers the dead worker's
     trial. Returns the reports."""
-    shares = split_trials(n_trials, len(slots))
-    procs: list[tuple[int, str | None, subprocess.Popen]] = []
-    assigned: dict[int, int] = {}
-
-    def start(index: int, slot: str | None, trials: int) -> None:
-        env = dict(os.environ)
-        env[WORKER_INDEX_ENV] = str(index)  # each worker's sampler draws its own stream
-        # workers split the cores instead of each starting a thread (or a loader process) per core
-        env.setdefault("OMP_NUM_THREADS", str(max(1, machine_cores() // len(slots))))
-        if slot is not None:
-            env["CUDA_VISIBLE_DEVICES"] = slot
-            env[GPU_SHARE_ENV] = str(slots.count(slot))
-        cmd = [sys.executable, "-m", "search", "worker", name, "--trials", str(trials), "--no-progress"]
-        if storage_url:
-            cmd += ["--storage", storage_url]
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
-        procs.append((index, slot, proc))
-        assigned[proc.pid] = trials
-
-    for index, (slot, share) in enumerate(zip(slots, shares, strict=False), 1):
-        start(index, slot, share)
-    deaths: list[str] = []
-    seen: set[int] = set()
+    fleet = _Fleet(name, slots, storage_url)
+    for index, (slot, share) in enumerate(zip(slots, split_trials(n_trials, len(slots)), strict=False), 1):
+        fleet.start(index, slot, share)
     try:
-        while any(p.poll() is None for _, _, p in procs):
-            for index, slot, p in list(procs):
-                code = p.poll()
-                if code is None or code in (0, 130) or p.pid in seen:
-                    continue
-                seen.add(p.pid)
-                report = f"worker {index} (pid {p.pid}) died: {describe_exit(code)}"
-                deaths.append(report)
-                log.warning("%s", report)
-                live = {q.pid: assigned[q.pid] for _, _, q in procs if q.poll() is None}
-                left = remaining(live) if remaining is not None else 0
-                # one that keeps dying is not replaced forever; one that exited 2 (a user error, a
-                # storage that takes no writes) would only fail the same way; one that exited
-                # EXIT_GPU_UNUSABLE left a dead CUDA context behind, which a new process does not have
-                if left > 0 and len(deaths) <= len(slots) and code != 2:
-                    log.warning("starting a replacement worker for the %d trial(s) left", left)
-                    start(index + 100 * len(deaths), slot, left)
+        while fleet.running():
+            fleet.replace_dead(remaining)
             if poll is not None:
                 poll()
             time.sleep(poll_every_s)
     except KeyboardInterrupt:
-        # The children share our terminal's process group and got the same Ctrl-C; give them time to
-        # close their trial and MLflow run, then make sure they are gone.
-        for _, _, p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for _, _, p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        fleet.stop()
         raise
-    for index, _, p in procs:  # one that died in the last poll interval
-        if p.returncode not in (0, 130) and p.pid not in seen:
-            deaths.append(f"worker {index} (pid {p.pid}) died: {describe_exit(p.returncode)}")
+    fleet.note_last_deaths()
     if poll is not None:
         poll()
-    return deaths
+    return fleet.deaths

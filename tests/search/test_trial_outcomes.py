@@ -195,3 +195,30 @@ def test_an_experiment_deleted_in_the_ui_is_restored_not_fatal(fake_study, fake_
     assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     assert client.get_experiment_by_name(fake_study).lifecycle_stage == "active"
     assert "trial-1" in _runs(fake_study)
+
+
+def test_each_trial_builds_and_checks_its_config_once(fake_study, fake_training, monkeypatch):
+    """The base config (base + fixed) is built once per trial and the TrainConfig read once: a spec value
+    is not re-derived or re-checked along the way (the feasible ones reach training exactly as built)."""
+    import search.spec.space as space
+    import search.trial.outcomes as outcomes
+
+    counts = {"base": 0, "load": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(space, "base_config_dict", counted("base", space.base_config_dict))
+    monkeypatch.setattr(outcomes, "load_train_config", counted("load", outcomes.load_train_config))
+    fake = fake_training()
+    spec = load_spec(fake_study)
+    prepare_study(spec, None)
+    study = run_worker(spec, 5, None, train_fn=fake)
+    assert len(study.trials) == 5
+    assert counts == {"base": 5, "load": 5}
+    trained = {round(c.optim.lr, 12) for c in fake.calls}
+    assert trained <= {round(t.params["optim.lr"], 12) for t in study.trials}, "lr from the spec, unchanged"
