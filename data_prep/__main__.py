@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="median stroke extent (about one symbol) in pixels before downsampling (32)")
     ink.add_argument("--ink-stroke-px", dest="stroke_px", type=float, help="pen width in pixels (3)")
     imp.add_argument("--canonical", action=argparse.BooleanOptionalAction, default=None,
-                     help="one spelling per formula (README table; default on for inkml only)")
+                     help="one spelling per formula (docs/DATASETS.md table; default on for inkml only)")
     _processing_args(imp)
     return parser
 

@@ -5,7 +5,7 @@
 
 Exact match (ExpRate) punishes a model for writing `x^2` where the truth says `x^{2}`, and a model trained
 on both spellings must learn two outputs for one drawing; WAP, CoMER and TAMER all train on one form. The
-rules (the README's table lists them with examples):
+rules (docs/DATASETS.md's table lists them with examples):
 
 1. Every argument is braced: `^`/`_` scripts, `\\frac`'s two, `\\sqrt`'s (its `[n]` kept), accents';
    braces that group nothing (`{ { a } }`, `{ x ^ { n } }` standing alone) are dropped, and a braced

@@ -4,9 +4,9 @@
         b = next(iter(build_loader('data/synth', 'train', Vocab.load('data/synth/vocab.json'), 8))); \
         print(b.images.shape, b.targets.shape)"
 
-The folder format (README): `images/*.png`, `formulas.norm.lst`, `<split>.lst` lines `<image> <formula
-line>` (or just `<image>` for a split without formulas), `vocab.json`, `manifest.json`. Images are decoded
-once into a memory-mapped cache (`data_prep.image_cache`) unless `use_cache=False`.
+The folder format (docs/DATASETS.md): `images/*.png`, `formulas.norm.lst`, `<split>.lst` lines `<image>
+<formula line>` (or just `<image>` for a split without formulas), `vocab.json`, `manifest.json`. Images are
+decoded once into a memory-mapped cache (`data_prep.image_cache`) unless `use_cache=False`.
 """
 
 from __future__ import annotations

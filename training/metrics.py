@@ -1,4 +1,4 @@
-"""The scores every run records, defined once (the README copies this docstring).
+"""The scores every run records, defined once (docs/DATASETS.md copies this docstring).
 
     python -c "from training.metrics import score_corpus; print(score_corpus([['x']], [['x']]))"
 

@@ -4,8 +4,8 @@ Asynchronous successive halving (Optuna's Hyperband and successive-halving prune
 a rung only if it is in the top 1/reduction_factor of the trials that reached that rung so far, and with
 fewer than reduction_factor of them that means beating every one. So a study's second and third trials
 must beat the first at the first rung to live. In two `make bench-search` runs on the CPU profile,
-Hyperband cut the second trial, which ended 2 and 9 points above the first (README, "Results"), and TPE
-then searched around the first. `pruner.n_startup_trials` lets that many trials complete before any trial
+Hyperband cut the second trial, which ended 2 and 9 points above the first (README.md's git history), and
+TPE then searched around the first. `pruner.n_startup_trials` lets that many trials complete before any trial
 is cut, so the sampler's model starts from full-fidelity values. The halving still judges every report
 of a protected trial (Hyperband records each trial's rung values as it goes), so later trials compete
 with the protected ones.
