@@ -208,7 +208,8 @@ def _finish(study: optuna.Study, status: str, target: int, spec: StudySpec) -> i
 def cmd_worker(args: argparse.Namespace) -> int:
     # a worker joining from another machine has no index from workers.launch: its pid keeps its
     # sampler's stream apart from the others'
-    salt = None if os.environ.get(studies.WORKER_INDEX_ENV) else os.getpid()
+    index = os.environ.get(studies.WORKER_INDEX_ENV, "")  # set by workers.launch
+    salt = int(index) if index.isdigit() else os.getpid()
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     study = studies.load_existing(args.name, args.storage)
     spec = studies.spec_from_study(study)

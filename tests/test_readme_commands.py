@@ -7,6 +7,7 @@ in the pages resolves.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -49,17 +50,44 @@ def test_the_pages_show_commands_at_all():
     assert ("search", "study") in COMMANDS and ("training", "predict") in COMMANDS, COMMANDS
 
 
-@pytest.mark.slow  # a fresh interpreter per command, each importing torch: about a minute in all
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_documented_command_exists(command, tmp_path):
+# One fresh interpreter runs every command's `--help` in turn (runpy, as `python -m` does): one torch
+# import for all of them instead of one per command.
+HELP_RUNNER = """
+import contextlib, io, json, runpy, sys
+results = {}
+for command in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    sys.argv = [command[0], *command[1:], "--help"]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_module(command[0], run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code or 0
+    except BaseException as exc:
+        code = repr(exc)
+    results[" ".join(command)] = [code, out.getvalue()]
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def help_outputs(tmp_path_factory):
     # IM2LATEX_HOME: a command that ignored --help and started work would write into tmp_path, not the repo
-    env = {**os.environ, "IM2LATEX_HOME": str(tmp_path)}
+    env = {**os.environ, "IM2LATEX_HOME": str(tmp_path_factory.mktemp("home"))}
     done = subprocess.run(
-        [sys.executable, "-m", *command, "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=180,
+        [sys.executable, "-c", HELP_RUNNER, json.dumps(COMMANDS)], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=600,
     )  # fmt: skip
-    assert done.returncode == 0, f"python -m {' '.join(command)} --help: {done.stderr[-2000:]}"
-    assert done.stdout.strip(), f"python -m {' '.join(command)} --help printed nothing"
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_documented_command_exists(command, help_outputs):
+    code, text = help_outputs[" ".join(command)]
+    assert code == 0, f"python -m {' '.join(command)} --help: {code}"
+    assert text.strip(), f"python -m {' '.join(command)} --help printed nothing"
 
 
 def test_documented_make_targets_exist():

@@ -39,14 +39,15 @@ def run_worker(
     tracking: bool = True,
     callbacks: list[Any] = (),
     timeout: float | None = None,
-    worker_salt: int | None = None,
+    worker_salt: int = 0,
     status: Any = None,
     train_fn: TrainFn | None = None,
 ) -> optuna.Study:
     """Run `n_trials` trials of the (already prepared) study in this process; `worker_salt` keeps this
-    worker's sampler stream apart from the others' (default: the index workers.launch gives it);
+    worker's sampler stream apart from the others' (`search worker` passes its launch index or its pid);
     `status(text, force=False, epoch_seconds=None)` receives each trial's progress line; `train_fn` replaces
     training.loop.train (tests and benchmarks pass theirs)."""
+    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPTS)
     study = load_study(spec, storage_url, worker_salt)
     tracker = tracker_or_none(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
     # `when:` on an unsearched path reads the resolved base, defaults included (model.kind: transformer)
@@ -179,7 +180,7 @@ class _NoInterruptTraceback(logging.Filter):
         return True
 
 
-logging.getLogger("optuna.study._optimize").addFilter(_NoInterruptTraceback())
+_QUIET_INTERRUPTS = _NoInterruptTraceback()  # one instance: addFilter keeps a filter once
 
 
 def log_parent_summary(study: optuna.Study, tracker: StudyTracker) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -57,7 +56,9 @@ def create_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Bas
         )
 
 
-def load_study(spec: StudySpec, storage_url: str | None, worker_salt: int | None = None) -> optuna.Study:
+def load_study(spec: StudySpec, storage_url: str | None, worker_salt: int = 0) -> optuna.Study:
+    """The prepared study with its sampler and pruner; `worker_salt` keeps this worker's sampler stream
+    apart from its siblings' (search.cli.cmd_worker picks it)."""
     study = optuna.create_study(
         study_name=spec.name,
         storage=create_storage(spec.name, storage_url),
@@ -77,8 +78,6 @@ def load_study(spec: StudySpec, storage_url: str | None, worker_salt: int | None
     started = [
         t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING and not is_foreign(t)
     ]
-    if worker_salt is None:
-        worker_salt = int(os.environ.get(WORKER_INDEX_ENV, "0"))
     offset = len(started) + 7919 * worker_salt
     if offset:
         study.sampler = create_sampler(spec, offset)
