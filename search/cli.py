@@ -30,8 +30,7 @@ from search.spec.parse import StudySpec, load_spec
 from search.study import devices, studies
 from search.study.devices import DEVICE_CHOICES, require_device
 from search.study.epoch_budget import epochs_spent
-from search.study.recovery import PID_ATTR as WORKER_PID
-from search.study.recovery import WORKER_DIED, recover_stale_trials
+from search.study.recovery import WORKER_DIED, recover_stale_trials, worker_of
 from search.study.storage import describe_storage
 from search.study.warm_start import STUDY_ATTR as WARM_ATTR
 from search.study.warm_start import describe as describe_warm_start
@@ -162,7 +161,7 @@ def _left_to_run(study: optuna.Study, target: int, spec: StudySpec, live: dict[i
     if _epochs_spent(study, spec):
         return 0
     trials = study.get_trials(deepcopy=False)
-    started = Counter(t.user_attrs.get(WORKER_PID) for t in trials if t.state != TrialState.WAITING)
+    started = Counter((worker_of(t) or {}).get("pid") for t in trials if t.state != TrialState.WAITING)
     pending = sum(max(share - started[pid], 0) for pid, share in live.items())
     running = sum(t.state == TrialState.RUNNING for t in trials)
     return max(target - studies.count_finished(study) - running - pending, 0)

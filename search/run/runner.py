@@ -23,7 +23,7 @@ from search.spec.objectives import trial_metric
 from search.spec.parse import StudySpec
 from search.study.devices import release_gpu_memory
 from search.study.epoch_budget import epochs_spent, stop_at_epoch_budget
-from search.study.recovery import PID_ATTR, recover_stale_trials
+from search.study.recovery import recover_stale_trials, worker_of
 from search.study.studies import load_study, summary
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none
 from search.trial import TrainFn, TrialObjective, drop_resume_point
@@ -150,7 +150,7 @@ def _own_running(study: optuna.Study) -> list[int] | None:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     except Exception:
         return None
-    return [t.number for t in running if t.user_attrs.get(PID_ATTR) == os.getpid()]
+    return [t.number for t in running if (worker_of(t) or {}).get("pid") == os.getpid()]
 
 
 def requeue_interrupted(study: optuna.Study, numbers: list[int]) -> list[int]:

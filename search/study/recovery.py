@@ -3,11 +3,14 @@
     recover_stale_trials(study, tracker)   # at every worker's start and after each of its trials
 
 The journal file has no heartbeat, so each trial records the host, pid and process start time of the
-worker running it. A RUNNING trial of this host whose process is gone (or whose pid now belongs to
-another process) is marked FAIL with `reason=worker_died` and its parameters are enqueued again. A trial
-of another host is left alone: only that host can tell whether its worker lives (RDB storage answers it
-with heartbeats, failed and retried here through Optuna's `fail_stale_trials`). Either way the dead
-trial's MLflow run is closed as FAILED, and it does not count against the budget.
+worker running it, in one storage write (user attr `worker`; three separate ones could leave a trial with
+a host and no pid when the disk filled between them). A RUNNING trial of this host whose process is gone
+(or whose pid now belongs to another process) is marked FAIL with `reason=worker_died` and its parameters
+are enqueued again. A trial of another host is left alone: only that host can tell whether its worker
+lives (RDB storage answers it with heartbeats, failed and retried here through Optuna's
+`fail_stale_trials`). A RUNNING trial with no record at all (its first write failed, or it predates
+records) is judged by its age. Either way the dead trial's MLflow run is closed as FAILED, and it does
+not count against the budget.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import os
 import socket
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +32,26 @@ log = logging.getLogger(__name__)
 
 WORKER_DIED = "worker_died"  # user attr `reason` of a trial whose worker process died
 INTERRUPTED = "interrupted"  # user attr `reason` of a trial cut short by Ctrl-C / SIGTERM
-HOST_ATTR, PID_ATTR, STARTED_ATTR = "worker_host", "worker_pid", "worker_started"
+WORKER_ATTR = "worker"  # {"host", "pid", "started"}: who runs a trial
+OLD_ATTRS = {"host": "worker_host", "pid": "worker_pid", "started": "worker_started"}  # journals before
+UNRECORDED_GRACE_S = 120.0  # a trial writes its record first thing: one without it this long never will
 
 
 def record_worker(trial: optuna.Trial) -> None:
     """Called as a trial starts: who runs it, so another process can tell later whether it still does."""
-    trial.set_user_attr(HOST_ATTR, socket.gethostname())
-    trial.set_user_attr(PID_ATTR, os.getpid())
-    trial.set_user_attr(STARTED_ATTR, _process_start(os.getpid()))
+    pid = os.getpid()
+    record = {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid)}
+    trial.set_user_attr(WORKER_ATTR, record)
+
+
+def worker_of(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The trial's worker record (host, pid, started), from either layout; None when it has none."""
+    record = trial.user_attrs.get(WORKER_ATTR)
+    if isinstance(record, dict):
+        return record
+    if OLD_ATTRS["pid"] in trial.user_attrs:
+        return {key: trial.user_attrs.get(attr) for key, attr in OLD_ATTRS.items()}
+    return None
 
 
 def _process_start(pid: int) -> str | None:
@@ -48,15 +64,18 @@ def _process_start(pid: int) -> str | None:
 
 
 def worker_is_dead(trial: FrozenTrial) -> bool:
-    attrs = trial.user_attrs
-    if attrs.get(HOST_ATTR) != socket.gethostname() or not isinstance(attrs.get(PID_ATTR), int):
-        return False  # another host's worker, or a trial from before workers were recorded
-    pid = attrs[PID_ATTR]
+    worker = worker_of(trial)
+    if worker is None:
+        started = trial.datetime_start
+        return started is not None and (datetime.now() - started).total_seconds() > UNRECORDED_GRACE_S
+    if worker.get("host") != socket.gethostname() or not isinstance(worker.get("pid"), int):
+        return False  # another host's worker: only that host (or an RDB heartbeat) can tell
+    pid = worker["pid"]
     if pid == os.getpid():
         return False
     if not pid_alive(pid):
         return True
-    started = attrs.get(STARTED_ATTR)
+    started = worker.get("started")
     return started is not None and _process_start(pid) not in (None, started)
 
 

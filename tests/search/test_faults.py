@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from core.paths import REPO_ROOT, mlruns_dir, studies_dir
 from search.cli import main
 from search.study import studies
-from search.study.recovery import PID_ATTR, WORKER_DIED
+from search.study.recovery import WORKER_DIED, worker_of
 from search.tracking import get_client
 
 SMOKE_BUDGET = 3  # the kill tests' smoke study: its two baselines and one sampled trial (small_smoke)
@@ -61,7 +61,7 @@ def _running_trial(
                 time.sleep(0.2)
                 continue
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                pid = trial.user_attrs.get("worker_pid")
+                pid = (worker_of(trial) or {}).get("pid")
                 if pid and pid != not_pid and trial.intermediate_values:
                     return trial
         time.sleep(0.2)
@@ -118,12 +118,12 @@ def test_kill_9_of_one_of_two_workers_is_reported_and_the_budget_is_still_met(sm
                             text=True)  # fmt: skip
     try:
         dead = _running_trial("smoke", proc, not_pid=proc.pid)
-        os.kill(dead.user_attrs["worker_pid"], signal.SIGKILL)
+        os.kill(worker_of(dead)["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=600)
     finally:
         proc.kill()
     assert proc.returncode == 0, out
-    assert f"(pid {dead.user_attrs['worker_pid']}) died: killed by signal 9 (SIGKILL)" in out
+    assert f"(pid {worker_of(dead)['pid']}) died: killed by signal 9 (SIGKILL)" in out
     _assert_recovered(dead)
 
 
@@ -220,7 +220,7 @@ def test_export_and_report_while_a_study_is_running(fake_study, fake_training, c
     assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     running = study.ask()  # as a live worker holds it
-    running.set_user_attr("worker_pid", os.getpid())
+    running.set_user_attr("worker", {"host": "elsewhere", "pid": os.getpid()})
     assert main(["export", fake_study], train_fn=fake) == 0
     assert main(["report", fake_study], train_fn=fake) == 0
     assert study.trials[running.number].state == TrialState.RUNNING  # a live worker's trial is untouched
@@ -243,7 +243,8 @@ def test_kill_9_mid_trial_on_postgres_then_a_plain_rerun_runs_the_stale_trial_ag
     dead, _ = _signal_mid_trial(["study", name, "--storage", url], signal.SIGKILL, name, storage=url)
     # as if the worker had run on another machine: the pid check cannot judge it, the heartbeat does
     study = studies.load_existing(name, url)
-    study._storage.set_trial_user_attr(dead._trial_id, "worker_host", "another-machine")
+    record = {**worker_of(dead), "host": "another-machine"}
+    study._storage.set_trial_user_attr(dead._trial_id, "worker", record)
     time.sleep(4)  # past the grace period
     assert main(["study", name, "--storage", url]) == 0
     study = studies.load_existing(name, url)
@@ -337,7 +338,8 @@ def test_a_journal_that_stops_taking_writes_mid_trial_is_one_line_and_the_rerun_
     exited = subprocess.Popen(["true"])
     exited.wait()
     study = studies.load_existing(fake_study, None)
-    study._storage.set_trial_user_attr(study.trials[0]._trial_id, PID_ATTR, exited.pid)
+    record = {**worker_of(study.trials[0]), "pid": exited.pid}
+    study._storage.set_trial_user_attr(study.trials[0]._trial_id, "worker", record)
     assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
     study = studies.load_existing(fake_study, None)
     lost, rerun = study.trials[0], study.trials[1]

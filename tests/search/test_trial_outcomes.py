@@ -222,3 +222,22 @@ def test_each_trial_builds_and_checks_its_config_once(fake_study, fake_training,
     assert counts == {"base": 5, "load": 5}
     trained = {round(c.optim.lr, 12) for c in fake.calls}
     assert trained <= {round(t.params["optim.lr"], 12) for t in study.trials}, "lr from the spec, unchanged"
+
+
+def test_the_worker_record_is_one_write_and_a_trial_without_one_is_recovered_by_age(
+    fake_study, fake_training, monkeypatch
+):
+    import search.study.recovery as recovery
+
+    spec = load_spec(fake_study)
+    prepare_study(spec, None)
+    study = run_worker(spec, 1, None, train_fn=fake_training())
+    record = study.trials[0].user_attrs["worker"]
+    assert set(record) == {"host", "pid", "started"} and "worker_pid" not in study.trials[0].user_attrs
+    unrecorded = study.ask()  # RUNNING, its record never written (a disk that filled at its first write)
+    assert recovery.recover_stale_trials(study) == [], "a trial just started may not have written it yet"
+    monkeypatch.setattr(recovery, "UNRECORDED_GRACE_S", 0.0)
+    assert recovery.recover_stale_trials(study) == [unrecorded.number]
+    trials = study.get_trials(deepcopy=False)
+    assert trials[unrecorded.number].state == TrialState.FAIL
+    assert trials[-1].state == TrialState.WAITING and trials[-1].user_attrs["requeued_from"] == unrecorded.number
