@@ -240,4 +240,5 @@ def test_the_worker_record_is_one_write_and_a_trial_without_one_is_recovered_by_
     assert recovery.recover_stale_trials(study) == [unrecorded.number]
     trials = study.get_trials(deepcopy=False)
     assert trials[unrecorded.number].state == TrialState.FAIL
-    assert trials[-1].state == TrialState.WAITING and trials[-1].user_attrs["requeued_from"] == unrecorded.number
+    requeued = trials[-1]
+    assert requeued.state == TrialState.WAITING and requeued.user_attrs["requeued_from"] == unrecorded.number
