@@ -1,6 +1,7 @@
-"""What a running study shows: a bar of finished trials with the best so far, the running trial's own
-progress line (epoch, batch, rate, ETA) and, after its first epoch, the study's remaining time on this
-machine; and the one-time note that a GPU-sized spec runs on CPU.
+"""What a running study shows: one line with the trials finished of this run's budget, those running, the
+best so far and the time left at this run's pace; a line per finished trial; the running trial's own
+progress line (epoch, batch, rate, ETA) when it runs in this process and, after its first epoch, the
+study's remaining time on this machine; and the one-time note that a GPU-sized spec runs on CPU.
 
     python -m search study smoke        # search.cli drives a StudyProgress
 """
@@ -25,6 +26,8 @@ class StudyProgress:
     def __init__(self, study: optuna.Study, target: int, enabled: bool = True, max_epochs: int | None = None):
         self.study, self.start = study, studies.count_finished(study)
         self.target, self.max_epochs, self.enabled = target, max_epochs, enabled
+        self.t0 = time.monotonic()
+        self.reported = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         self.tty = sys.stderr.isatty()
         self._last: tuple | None = None
         self._shown = 0.0
@@ -36,18 +39,43 @@ class StudyProgress:
     def __call__(self, *_args) -> None:
         """After every trial (and on the workers' poll): counts and the best so far."""
         info = studies.summary(self.study)
-        state = (info["finished"], info["best_value"], info["pareto"], info["pruned"], info["failed"])
+        # reruns and recovered trials do not count (as for the budget): a resumed study starts at 0/n
+        done = min(studies.count_finished(self.study) - self.start, self.target)
+        state = (done, info["running"], info["best_value"], info["pareto"], info["pruned"], info["failed"])
         if state == self._last:
             return  # the workers' poll would otherwise repeat the same line every 2 s
         self._last = state
-        done = min(info["finished"] - self.start, self.target)
-        self.study_text = f"{studies.best_text(info)}, pruned {info['pruned']}, failed {info['failed']}"
+        self._report_finished()
+        left = ""
+        if 0 < done < self.target:
+            per_trial = (time.monotonic() - self.t0) / done
+            left = f", ~{format_duration(per_trial * (self.target - done))} left at this pace"
+        self.study_text = (f"{info['running']} running, {studies.best_text(info)}, pruned {info['pruned']}, "
+                           f"failed {info['failed']}{left}")  # fmt: skip
         self.bar.n = done
         if self.tty:
             self._show(force=True)
         elif self.enabled:
             name = self.study.study_name
             self.lines(f"study {name}: {done}/{self.target} trials, {self.study_text}", force=True)
+
+    def _report_finished(self) -> None:
+        """A line per trial that finished since the last call, whichever worker ran it."""
+        for trial in self.study.get_trials(deepcopy=False):
+            if not trial.state.is_finished() or trial.number in self.reported:
+                continue
+            self.reported.add(trial.number)
+            if trial.user_attrs.get("warm_start_from"):
+                continue
+            value = "" if trial.values is None else " " + ", ".join(f"{v:.4g}" for v in trial.values)
+            epochs = f" after {max(trial.intermediate_values)} epoch(s)" if trial.intermediate_values else ""
+            took = ""
+            if trial.datetime_start and trial.datetime_complete:
+                seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+                took = f" in {format_duration(seconds)}"
+            reason = trial.user_attrs.get("reason")
+            why = f" ({reason})" if reason and trial.state.name != "COMPLETE" else ""
+            self.write(f"trial {trial.number} {trial.state.name}{value}{epochs}{took}{why}")
 
     def trial_status(self, text: str, force: bool = False, epoch_seconds: float | None = None) -> None:
         """A trial's progress line (training.progress.ProgressLine's sink)."""

@@ -27,3 +27,26 @@ def test_a_gpu_sized_spec_on_cpu_points_to_its_cpu_profile():
     assert cpu_note("transformer", gpus=["0"]) is None
     assert cpu_note("transformer-cpu", gpus=[]) is None
     assert cpu_note("smoke", gpus=[]) is None  # no smoke-cpu profile: nothing to point to
+
+
+def test_several_workers_show_one_line_with_running_trials_and_time_left_and_a_line_per_trial(capsys):
+    """What a study driven by workers in other processes shows (they share the study, not this process)."""
+    study = optuna.create_study()
+    before = study.ask()
+    study.tell(before, 1.0)  # finished before this run: neither counted nor reported
+    progress = StudyProgress(study, target=4)
+    progress.tty = False
+    running = [study.ask() for _ in range(3)]
+    study.tell(running[0], 2.5)
+    running[1].report(0.5, 1)
+    study.tell(running[1], state=optuna.trial.TrialState.PRUNED)
+    progress()
+    err = capsys.readouterr().err
+    assert f"trial {running[0].number} COMPLETE 2.5" in err
+    assert f"trial {running[1].number} PRUNED 0.5 after 1 epoch(s)" in err  # its last report
+    assert f"trial {before.number} " not in err
+    status = [line for line in err.splitlines() if line.startswith("study ")][-1]
+    assert "2/4 trials, 1 running" in status and "left at this pace" in status
+    progress()  # nothing new: no repeated lines
+    assert capsys.readouterr().err == ""
+    progress.close()
