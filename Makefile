@@ -19,7 +19,7 @@ DASHBOARD_PORT ?= 8080
 SERVE_PORT ?= 5001
 DEVICE ?=
 
-.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker ui dashboard serve export report replay train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker storage-proxy ui dashboard serve export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ study: .venv/.stamp ## run or resume a study: make study NAME=transformer [TRIAL
 
 worker: .venv/.stamp ## join a running study from another machine: make worker NAME=… STORAGE=…
 	$(PY) -m search worker $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE))
+
+storage-proxy: .venv/.stamp ## Optuna's gRPC proxy in front of a study database: make storage-proxy STORAGE=postgresql://… [PROXY_HOST=0.0.0.0] [PROXY_PORT=13000]; workers use STORAGE=grpc://host:port
+	$(PY) -m search storage-proxy --storage $(STORAGE) --host $(or $(PROXY_HOST),127.0.0.1) --port $(or $(PROXY_PORT),13000)
 
 ui: .venv/.stamp ## serve the MLflow UI for mlruns/ on 127.0.0.1:$(PORT)
 	$(PY) -m search ui --port $(PORT)

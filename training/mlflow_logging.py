@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -190,17 +191,29 @@ def training_run(name: str) -> contextlib.AbstractContextManager:
     return mlflow.start_run(run_name=name)
 
 
-class FormulaModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context: Any) -> None:
-        from training.predict import Predictor
+# MLflow warns at the class statement that predict() has no type hints: it would read them as a schema of
+# its own beside the logged signature, so there are none, and every command that imports this module
+# would print that warning. (A filter cannot drop it: MLflow resets the filters around its own check.)
+with warnings.catch_warnings():
+    _show = warnings.showwarning
 
-        self.predictor = Predictor(Path(context.artifacts[CHECKPOINT]), device="auto")
+    def _without_the_type_hint_notice(message: Any, *args: Any, **kwargs: Any) -> None:
+        if "Add type hints to the `predict` method" not in str(message):
+            _show(message, *args, **kwargs)
 
-    # no type hints: MLflow would read them as a schema of their own beside the logged signature
-    def predict(self, context, model_input, params=None):
-        inputs = [decode_image(value) for value in images_of(model_input)]
-        rows = self.predictor.predict(inputs)
-        return [row.prediction for row in rows]
+    warnings.showwarning = _without_the_type_hint_notice
+
+    class FormulaModel(mlflow.pyfunc.PythonModel):
+        def load_context(self, context: Any) -> None:
+            from training.predict import Predictor
+
+            self.predictor = Predictor(Path(context.artifacts[CHECKPOINT]), device="auto")
+
+        # no type hints: MLflow would read them as a schema of their own beside the logged signature
+        def predict(self, context, model_input, params=None):
+            inputs = [decode_image(value) for value in images_of(model_input)]
+            rows = self.predictor.predict(inputs)
+            return [row.prediction for row in rows]
 
 
 def log_formula_model(

@@ -13,8 +13,10 @@ import signal
 import subprocess
 import sys
 
+import optuna
+
 from core.paths import mlruns_dir
-from search.study.storage import create_storage, journal_path
+from search.study.storage import create_storage, describe_storage, journal_path
 from search.study.studies import load_existing
 from search.tracking import get_client, store_uri
 
@@ -49,6 +51,24 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     print(f"optuna-dashboard for study {args.name} on {root}/studies/{study_id} (every study here: "
           f"{root}; Ctrl-C stops it)")
     return serve(cmd)
+
+
+def cmd_storage_proxy(args: argparse.Namespace) -> int:
+    """Optuna's gRPC proxy in front of one database: workers join with `--storage grpc://host:port` and the
+    database holds the proxy's connections instead of a pool per worker process. Through the proxy there
+    are no RDB heartbeats (docs/CLUSTER.md says what that costs)."""
+    if not args.storage or args.storage.startswith("grpc://") or args.storage.endswith(".journal"):
+        raise ValueError("storage-proxy fronts a database: give --storage postgresql://user@host/db")
+    storage = create_storage("storage-proxy", args.storage)  # the name only matters for journals
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    where = f"grpc://{args.host}:{args.port}"
+    print(f"storage proxy for {describe_storage('', args.storage)} on {where}: workers join with "
+          f"--storage {where} (STORAGE={where}); Ctrl-C stops it", flush=True)  # fmt: skip
+    try:
+        optuna.storages.run_grpc_proxy_server(storage, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def serve(cmd: list[str], env: dict[str, str] | None = None) -> int:

@@ -104,7 +104,13 @@ def _with_installed_driver(url: str) -> str:
 
 def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseStorage:
     """The storage for study `name`: `url` None -> studies/<name>.journal; a DB URL -> RDBStorage;
-    a path ending in .journal -> that journal file."""
+    a path ending in .journal -> that journal file; grpc://host:port -> Optuna's gRPC proxy (`python -m
+    search storage-proxy`) in front of one database."""
+    if url is not None and url.startswith("grpc://"):
+        host, _, port = url[len("grpc://") :].rstrip("/").rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"storage {url!r}: expected grpc://host:port (make storage-proxy prints it)")
+        return optuna.storages.GrpcStorageProxy(host=host, port=int(port))
     if url is None or url.endswith(".journal"):
         path = journal_path(name) if url is None else Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +119,8 @@ def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseSto
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in RDB_SCHEMES:
         raise ValueError(
-            f"storage {url!r}: expected a postgresql://user@host/db URL or a path ending in .journal "
-            "(leave it out for studies/<NAME>.journal)"
+            f"storage {url!r}: expected a postgresql://user@host/db URL, grpc://host:port (a storage "
+            "proxy) or a path ending in .journal (leave it out for studies/<NAME>.journal)"
         )
     url = _with_installed_driver(url)
     interval = int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_INTERVAL_S))

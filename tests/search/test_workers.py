@@ -113,3 +113,43 @@ def test_two_workers_share_a_postgres_study(fake_study, tmp_path):
         assert study.user_attrs["spec_data"], "workers ran the spec recorded on the study"
     finally:
         optuna.delete_study(study_name=name, storage=create_storage(name, url))
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_share_a_postgres_study_through_the_storage_proxy(fake_study, tmp_path):
+    """`python -m search storage-proxy` in front of PostgreSQL; the study is made and run through
+    grpc://: the same accounting as the direct path, and the database holds the proxy's connections."""
+    import socket
+    import time
+
+    url = _postgres_url()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    repo = Path(__file__).resolve().parents[2]
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "search", "storage-proxy", "--storage", url, "--port", str(port)],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    name = f"{fake_study}-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "studies" / f"{name}.yaml").write_text(
+        (tmp_path / "studies" / f"{fake_study}.yaml").read_text(), encoding="utf-8"
+    )
+    grpc_url = f"grpc://127.0.0.1:{port}"
+    try:
+        assert f"workers join with --storage {grpc_url}" in proxy.stdout.readline()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the server listens a moment after it says so
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        prepare_study(load_spec(name), grpc_url)
+        _run_two_workers(tmp_path, name, grpc_url, 3)
+        study = optuna.load_study(study_name=name, storage=create_storage(name, url))  # read directly
+        _assert_shared(study, 6, mlflow=True)
+    finally:
+        proxy.terminate()
+        assert proxy.wait(timeout=30) == 0, "SIGTERM stops the proxy cleanly"
+        optuna.delete_study(study_name=name, storage=create_storage(name, url))
