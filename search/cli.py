@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from search.results import commands
 from search.run import runner, serve, workers
 from search.run.study_progress import StudyProgress, cpu_note
 from search.spec.parse import StudySpec, load_spec
@@ -236,48 +237,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from search.results.export import export_pareto, export_top, scores_text
-
-    study = studies.load_existing(args.name, args.storage)
-    try:
-        written = export_pareto(study) if args.pareto else export_top(study, args.top)
-    except LookupError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    for rank, (trial, path) in enumerate(written, start=1):
-        params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
-        print(f"#{rank} trial {trial.number} score {scores_text(study, trial)} -> {path}\n    {params}")
-    if len(study.directions) > 1 and not args.pareto:
-        print(f"ranked by {study.metric_names[0] if study.metric_names else 'the first objective'} alone; "
-              f"the Pareto front: python -m search export {args.name} --pareto")  # fmt: skip
-    print(f"retrain: python -m training train {written[0][1]}")
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from search.results.replay import replay_trial
-
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # the replay's MLflow run ends KILLED, not RUNNING
-    try:
-        replay = replay_trial(studies.load_existing(args.name, args.storage), args.trial)
-    except KeyboardInterrupt:
-        print("replay interrupted; its run folder and MLflow run (KILLED) keep what it did", file=sys.stderr)
-        return 130
-    print(f"trial {replay.trial} of {args.name}, {replay.metric} per epoch:\n{replay.table()}")
-    verdict = "identical to the recorded curve" if replay.identical else "differs from the recorded curve"
-    print(f"replay {verdict}; run folder {replay.out_dir}")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from search.results.report import write_report
-
-    study = studies.load_existing(args.name, args.storage)
-    print(write_report(study))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m search", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,16 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--pareto", action="store_true", help="a multi-objective study's front -> NAME.pareto-K.yaml"
     )
     export.add_argument("--storage", default=None)
-    export.set_defaults(func=cmd_export)
+    export.set_defaults(func=commands.cmd_export)
     replay = sub.add_parser("replay", help="train a trial again from its recorded config and compare")
     replay.add_argument("name")
     replay.add_argument("--trial", type=int, required=True)
     replay.add_argument("--storage", default=None)
-    replay.set_defaults(func=cmd_replay)
+    replay.set_defaults(func=commands.cmd_replay)
     report = sub.add_parser("report", help="write studies/reports/NAME.html")
     report.add_argument("name")
     report.add_argument("--storage", default=None)
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=commands.cmd_report)
     return parser
 
 

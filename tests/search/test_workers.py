@@ -146,9 +146,9 @@ def test_two_workers_share_a_postgres_study_through_the_storage_proxy(fake_study
                     break
             time.sleep(0.2)
         prepare_study(load_spec(name), grpc_url)
-        _run_two_workers(tmp_path, name, grpc_url, 3)
+        _run_two_workers(tmp_path, name, grpc_url, 2)
         study = optuna.load_study(study_name=name, storage=create_storage(name, url))  # read directly
-        _assert_shared(study, 6, mlflow=True)
+        _assert_shared(study, 4, mlflow=True)
     finally:
         proxy.terminate()
         assert proxy.wait(timeout=30) == 0, "SIGTERM stops the proxy cleanly"
