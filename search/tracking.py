@@ -44,6 +44,15 @@ def get_client() -> MlflowClient:
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def artifact_location(name: str, uri: str) -> str | None:
+    """Where a study's artifacts go: under mlruns/ for a store on this machine; a tracking server's own
+    artifact root (None) for a shared one, which workers on other machines can reach and a path on the
+    machine that created the experiment they could not."""
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return (mlruns_dir() / "artifacts" / name).resolve().as_uri()
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The experiment named after the study, created on first use with artifacts under mlruns/."""
     experiment = client.get_experiment_by_name(name)
@@ -52,7 +61,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             log.warning("MLflow experiment %r was deleted; restoring it to log the study", name)
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    location = (mlruns_dir() / "artifacts" / name).resolve().as_uri()
+    location = artifact_location(name, tracking_uri())
     try:
         return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
     except Exception:  # another worker created it between our lookup and create

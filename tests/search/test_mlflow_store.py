@@ -77,3 +77,11 @@ def test_a_killed_creators_leftovers_and_their_sqlite_journal_are_removed(tmp_pa
         path.write_bytes(b"half")
     ensure_store(store, migrate_store)
     assert half_made(store) is None and not any(p.exists() for p in leftovers)
+
+
+def test_a_shared_tracking_server_keeps_the_artifacts_of_every_worker(isolated_home):
+    from search.tracking import artifact_location
+
+    assert artifact_location("s", "http://mlflow-host:5000") is None  # the server's artifact root
+    local = artifact_location("s", f"sqlite:///{mlruns_dir() / 'mlflow.db'}")
+    assert local == (mlruns_dir() / "artifacts" / "s").resolve().as_uri()
