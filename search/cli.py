@@ -32,6 +32,7 @@ from search.study import devices, studies
 from search.study.devices import DEVICE_CHOICES, require_device
 from search.study.epoch_budget import epochs_spent
 from search.study.recovery import WORKER_DIED, recover_stale_trials, worker_of
+from search.study.retrying_storage import StorageUnreachable
 from search.study.storage import describe_storage
 from search.study.warm_start import STUDY_ATTR as WARM_ATTR
 from search.study.warm_start import describe as describe_warm_start
@@ -124,7 +125,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         _finish(study, "FAILED", target, spec)
         return workers.EXIT_GPU_UNUSABLE
-    except (runner.StorageLost, OSError) as exc:
+    except (runner.StorageLost, StorageUnreachable, OSError) as exc:
         if isinstance(exc, OSError):  # the parent's own storage write (a worker's death, recovered)
             if runner.storage_write_error(exc) is None:
                 raise

@@ -24,6 +24,7 @@ from search.spec.parse import StudySpec
 from search.study.devices import release_gpu_memory
 from search.study.epoch_budget import epochs_spent, stop_at_epoch_budget
 from search.study.recovery import recover_stale_trials, worker_of
+from search.study.retrying_storage import StorageUnreachable
 from search.study.studies import load_study, summary
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none
 from search.trial import TrainFn, TrialObjective, drop_resume_point
@@ -83,11 +84,11 @@ def run_worker(
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)
         raise
-    except (AssertionError, OSError) as exc:
-        cause = storage_write_error(exc)
-        if cause is None:
+    except (AssertionError, OSError, UnboundLocalError) as exc:  # StorageUnreachable itself passes through
+        fault = _storage_fault(study, exc)
+        if fault is None:
             raise
-        raise StorageLost(study, cause) from cause
+        raise fault from fault.__cause__
     if objective.fatal is not None:
         raise GpuUnusable(objective.fatal)
     return study
@@ -127,6 +128,29 @@ class StorageLost(RuntimeError):
 
 
 _STORAGE_CODE = os.path.dirname(optuna.storages.__file__) + os.sep
+
+
+def _storage_fault(study: optuna.Study, exc: BaseException) -> RuntimeError | None:
+    """What a storage failure behind `exc` means for the user (Optuna hides it behind its own error when it
+    cannot record a trial's end), or None when `exc` is not the storage's."""
+    unreachable = _in_chain(exc, StorageUnreachable)
+    if unreachable is not None:
+        return unreachable
+    cause = storage_write_error(exc)
+    if cause is None:
+        return None
+    lost = StorageLost(study, cause)
+    lost.__cause__ = cause
+    return lost
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: BaseException | None = exc
+    for _ in range(20):  # a cycle in a hand-made chain must not hang the worker
+        if seen is None or isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def storage_write_error(exc: BaseException) -> OSError | None:

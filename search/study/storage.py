@@ -19,6 +19,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
 from core.paths import studies_dir
+from search.study.retrying_storage import RetryingStorage
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +133,12 @@ def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseSto
     if key not in _RDB_STORAGES:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            _RDB_STORAGES[key] = RDBStorage(
+            rdb = RDBStorage(
                 url,
                 engine_kwargs={"pool_pre_ping": True} if scheme != "sqlite" else None,
                 heartbeat_interval=interval,
                 grace_period=GRACE_PERIOD_S if interval == HEARTBEAT_INTERVAL_S else 3 * interval,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
+        _RDB_STORAGES[key] = rdb if scheme == "sqlite" else RetryingStorage(rdb)
     return _RDB_STORAGES[key]
