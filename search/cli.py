@@ -56,8 +56,10 @@ def _budget_guard(requested: int | None, budget: int) -> list:
 
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         # studies.count_finished, not Optuna's MaxTrialsCallback: a trial that runs again (cut by Ctrl-C,
-        # lost with its worker) is not part of the budget
-        if studies.count_finished(study) >= budget:
+        # lost with its worker) is not part of the budget. Trials other workers are running count too, or
+        # N workers would overshoot it by up to N-1; the last one to finish still picks up a rerun.
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if studies.count_finished(study) + running >= budget:
             study.stop()
 
     return [stop_at_budget]

@@ -187,6 +187,31 @@ def test_without_trials_a_worker_stops_at_the_budget_shared_with_other_workers(f
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))) == 8
 
 
+def test_a_worker_counts_the_trials_other_workers_are_running_against_the_budget(fake_study, fake_training):
+    """Budget 8: another worker finishes 3 and is running 2 more when this one ends its first trial, so this
+    one runs 3 in all, not 5 (which would end at 10)."""
+    prepare_study(load_spec(fake_study), None)
+    other = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+    held = []
+
+    def another_worker_busy(config):
+        if not held:
+            for _ in range(3):
+                done = optuna.trial.create_trial(params={"optim.lr": 1e-3}, distributions=dist, value=1.0)
+                other.add_trial(done)
+            held.extend(other.ask() for _ in range(2))  # RUNNING in the other worker
+        return "ok"
+
+    fake = fake_training(another_worker_busy)
+    assert main(["worker", fake_study], train_fn=fake) == 0
+    assert len(fake.calls) == 3
+    for trial in held:
+        other.tell(trial, 1.0)
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))) == 8
+
+
 def test_an_experiment_deleted_in_the_ui_is_restored_not_fatal(fake_study, fake_training):
     fake = fake_training()
     assert main(["study", fake_study, "--trials", "1"], train_fn=fake) == 0
