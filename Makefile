@@ -65,7 +65,7 @@ study: .venv/.stamp ## run or resume a study: make study NAME=transformer [TRIAL
 	$(PY) -m search study $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(STORAGE),--storage $(STORAGE)) $(if $(DEVICE),--device $(DEVICE))
 
 worker: .venv/.stamp ## join a running study from another machine: make worker NAME=… STORAGE=…
-	$(PY) -m search worker $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE))
+	$(PY) -m search worker $(NAME) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(if $(DEVICE),--device $(DEVICE))
 
 storage-proxy: .venv/.stamp ## Optuna's gRPC proxy in front of a study database: make storage-proxy STORAGE=postgresql://… [PROXY_HOST=0.0.0.0] [PROXY_PORT=13000]; workers use STORAGE=grpc://host:port
 	$(PY) -m search storage-proxy --storage $(STORAGE) --host $(or $(PROXY_HOST),127.0.0.1) --port $(or $(PROXY_PORT),13000)

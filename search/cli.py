@@ -216,6 +216,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     study = studies.load_existing(args.name, args.storage)
     spec = studies.spec_from_study(study)
+    # a GPU host without a usable GPU says so instead of training on the CPU; a worker that `study` launched
+    # was placed by it (its --device applied, CUDA_VISIBLE_DEVICES set)
+    problem = None if index.isdigit() else require_device(spec, args.device)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     n = _trials_to_run(study, args.trials, spec.budget.n_trials)
     progress = StudyProgress(study, n, enabled=not args.no_progress)
     devices.limit_gpu_memory()
@@ -264,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("name")
     worker.add_argument("--trials", type=int, default=None)
     worker.add_argument("--storage", default=None)
+    worker.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="as for study")
     worker.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(func=cmd_worker)
     ui = sub.add_parser("ui", help="serve the MLflow UI for mlruns/ on 127.0.0.1")

@@ -193,3 +193,23 @@ def test_a_sticky_cuda_error_that_escapes_the_trials_still_ends_the_worker_as_un
     monkeypatch.setattr(runner, "run_worker", plain_bug)
     code = main(["worker", fake_study, "--trials", "1", "--no-progress"], train_fn=fake)
     assert code == 2  # a one-line error, as before
+
+
+def test_a_worker_joining_a_gpu_sized_study_without_a_gpu_says_so(
+    fake_study, fake_training, capsys, monkeypatch
+):
+    """`make worker` on a host whose GPU is unusable stops with the reason instead of training on the CPU;
+    DEVICE=cpu is the user's choice."""
+    from search.study.studies import prepare_study
+
+    spec = load_spec(fake_study)
+    prepare_study(spec, None)
+    monkeypatch.delenv("SEARCH_WORKER_INDEX", raising=False)
+    no_gpu = lambda spec, device: None if device == "cpu" else "no GPU"  # noqa: E731
+    monkeypatch.setattr("search.cli.require_device", no_gpu)
+    fake = fake_training()
+    assert main(["worker", fake_study, "--trials", "1", "--no-progress"], train_fn=fake) == 2
+    assert capsys.readouterr().err.strip() == "error: no GPU" and not fake.calls
+    args = ["worker", fake_study, "--trials", "1", "--no-progress", "--device", "cpu"]
+    assert main(args, train_fn=fake) == 0
+    assert len(fake.calls) == 1
