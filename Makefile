@@ -19,7 +19,7 @@ DASHBOARD_PORT ?= 8080
 SERVE_PORT ?= 5001
 DEVICE ?=
 
-.PHONY: help venv test test-fast lint bench bench-search bench-crohme bench-precision gpu-check data study worker storage-proxy ui dashboard serve export report replay train predict evaluate clean
+.PHONY: help venv test test-fast lint bench bench-search bench-load bench-crohme bench-precision gpu-check data study worker storage-proxy ui dashboard serve export report replay train predict evaluate clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench-search: .venv/.stamp ## search strategies vs equal-budget hand tuning on t
 
 bench-crohme: .venv/.stamp ## crohme-cpu's best vs hand tuning on CROHME 2013, two seeds (after make study NAME=crohme-cpu; resumable)
 	$(PY) -m benchmarks crohme
+
+bench-load: .venv/.stamp ## many workers on one study on the local PostgreSQL: direct, through the gRPC proxy, a quarter killed [WORKERS=16] (~15 min)
+	$(PY) -m benchmarks load $(if $(WORKERS),--workers $(WORKERS))
 
 bench-precision: .venv/.stamp ## the fast mode (bf16 + channels-last) against fp32: accuracy and speed, two seeds (~30 min; resumable)
 	$(PY) -m benchmarks precision

@@ -2,6 +2,7 @@
 python -m benchmarks search [--quick]: the search-strategy comparison (benchmarks/search_arms.py).
 python -m benchmarks crohme: crohme-cpu's best against hand tuning on CROHME 2013 (crohme_results.py).
 python -m benchmarks precision: the fast mode's accuracy against fp32, two seeds (precision_accuracy.py).
+python -m benchmarks load [--workers N]: many workers on one PostgreSQL study, all counted (load_bench.py).
 python -m benchmarks compare REV [--bench NAME]: a bench at REV and here, back to back (compare_commits.py).
 
 Each bench_* module has `run() -> dict` and merges its figures into benchmarks/results.json via core.bench,
@@ -33,6 +34,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.compare_commits import main as compare_main
 
         return compare_main(argv[1:])
+    if argv[:1] == ["load"]:
+        from benchmarks.load_bench import main as load_main
+
+        return load_main(argv[1:])
     if argv[:1] == ["search"]:
         from benchmarks.search_arms import main as search_main
 

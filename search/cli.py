@@ -48,23 +48,6 @@ def _trials_to_run(study: optuna.Study, requested: int | None, budget: int) -> i
     return max(budget - studies.count_finished(study), 0)
 
 
-def _budget_guard(requested: int | None, budget: int) -> list:
-    """Without --trials, stop at the spec's budget counted over every process sharing the study (several
-    `make worker`s would each run `budget - finished` trials otherwise)."""
-    if requested is not None:
-        return []
-
-    def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        # studies.count_finished, not Optuna's MaxTrialsCallback: a trial that runs again (cut by Ctrl-C,
-        # lost with its worker) is not part of the budget. Trials other workers are running count too, or
-        # N workers would overshoot it by up to N-1; the last one to finish still picks up a rerun.
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if studies.count_finished(study) + running >= budget:
-            study.stop()
-
-    return [stop_at_budget]
-
-
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # `kill`, `timeout`, docker stop, Slurm: end the trial as Ctrl-C does
 
@@ -112,10 +95,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         if len(slots) == 1:
             # one worker in this process: its device is the first visible GPU, slots[0] (setting
             # CUDA_VISIBLE_DEVICES here would come after visible_gpus() started CUDA, with no effect)
-            guard = _budget_guard(args.trials, spec.budget.n_trials)
-            trial_status = progress.trial_status
-            runner.run_worker(spec, n, args.storage, callbacks=[progress, *guard], status=trial_status,
-                              train_fn=args.train_fn)
+            runner.run_worker(spec, n, args.storage, callbacks=[progress], status=progress.trial_status,
+                              train_fn=args.train_fn, share_budget=args.trials is None)
         else:
             left = functools.partial(_left_to_run, study, target, spec)
             deaths = workers.launch(spec.name, slots, n, args.storage, poll=progress, remaining=left)
@@ -226,10 +207,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     progress = StudyProgress(study, n, enabled=not args.no_progress)
     devices.limit_gpu_memory()
     try:
-        guard = _budget_guard(args.trials, spec.budget.n_trials)
-        callbacks, status = [progress, *guard], progress.trial_status
-        runner.run_worker(spec, n, args.storage, callbacks=callbacks, worker_salt=salt, status=status,
-                          train_fn=args.train_fn)
+        shared = args.trials is None
+        runner.run_worker(spec, n, args.storage, callbacks=[progress], worker_salt=salt,
+                          status=progress.trial_status, train_fn=args.train_fn, share_budget=shared)
     except KeyboardInterrupt:
         return 130
     except RuntimeError as exc:

@@ -126,11 +126,13 @@ class StudyTracker:
         except Exception as exc:  # the study's results are in its storage; the summary is a convenience
             log.warning("could not log the study summary to MLflow: %s", exc)
 
-    def close_orphaned_runs(self, study: optuna.Study) -> list[str]:
-        """Trial runs still RUNNING although their Optuna trial has finished (a dead worker's)."""
+    def close_orphaned_runs(self, study: optuna.Study, lost: list[int] = ()) -> list[str]:
+        """Trial runs still RUNNING although their Optuna trial has finished (a dead worker's); a `lost`
+        trial whose worker died before it opened its run gets a FAILED one, so every trial has its run."""
         states = {t.number: t for t in study.get_trials(deepcopy=False)}
         closed = []
         try:
+            self._runs_for_lost_trials(lost)
             runs = self.client.search_runs(
                 [self.experiment_id],
                 filter_string="attributes.status = 'RUNNING' and tags.`search.role` = 'trial'",
@@ -147,6 +149,18 @@ class StudyTracker:
         except Exception as exc:  # the study's truth is in Optuna; a tracking hiccup must not stop it
             log.warning("could not close orphaned MLflow runs: %s", exc)
         return closed
+
+    def _runs_for_lost_trials(self, numbers: list[int]) -> None:
+        for number in numbers:
+            found = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`optuna.trial_number` = '{number}' and tags.`search.role` = 'trial'",
+                max_results=1,
+            )
+            if not found:
+                tags = {"optuna.trial_number": number, "search.role": "trial", "search.reason": "worker_died"}
+                run = self.open_run(f"trial-{number}", tags)
+                finish_trial_run(run, "FAIL")
 
     def finish_parent(self, status: str = "FINISHED") -> None:
         if self.parent_run_id is not None:

@@ -25,7 +25,7 @@ from search.study.devices import release_gpu_memory
 from search.study.epoch_budget import epochs_spent, stop_at_epoch_budget
 from search.study.recovery import recover_stale_trials, worker_of
 from search.study.retrying_storage import StorageUnreachable
-from search.study.studies import load_study, summary
+from search.study.studies import count_finished, load_study, summary
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none
 from search.trial import TrainFn, TrialObjective, drop_resume_point
 
@@ -43,33 +43,24 @@ def run_worker(
     worker_salt: int = 0,
     status: Any = None,
     train_fn: TrainFn | None = None,
+    share_budget: bool = False,
 ) -> optuna.Study:
     """Run `n_trials` trials of the (already prepared) study in this process; `worker_salt` keeps this
     worker's sampler stream apart from the others' (`search worker` passes its launch index or its pid);
     `status(text, force=False, epoch_seconds=None)` receives each trial's progress line; `train_fn` replaces
-    training.loop.train (tests and benchmarks pass theirs)."""
+    training.loop.train (tests and benchmarks pass theirs); `share_budget`: stop at the spec's n_trials
+    counted over every worker of the study, exactly (search.study.trial_budget)."""
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPTS)
     study = load_study(spec, storage_url, worker_salt)
     tracker = tracker_or_none(spec.name, study.user_attrs.get(PARENT_ATTR)) if tracking else None
     # `when:` on an unsearched path reads the resolved base, defaults included (model.kind: transformer)
     context = flatten(resolved_base(base_config_dict(spec)))
-    objective = TrialObjective(spec, tracker, train_fn=train_fn, context=context, status=status)
+    budget = spec.budget.n_trials if share_budget else None
+    objective = TrialObjective(spec, tracker, train_fn=train_fn, context=context, status=status,
+                               budget=budget)  # fmt: skip
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recover_stale_trials(study, tracker)
-
-    def recover_after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        recover_stale_trials(study, tracker)  # a sibling worker that died meanwhile
-
-    def stop_if_gpu_unusable(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if objective.fatal is not None:
-            study.stop()
-
-    def release_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if objective.fatal is None:  # a dead CUDA context would raise the same error again
-            release_gpu_memory()
-
     total = spec.budget.total_epochs
-    budget_stop = [] if total is None else [stop_at_epoch_budget(total)]
     if total is not None and epochs_spent(study) >= total:
         return study  # spent already: a rerun of a finished study starts nothing
     try:
@@ -78,8 +69,7 @@ def run_worker(
             n_trials=n_trials,
             timeout=timeout if timeout is not None else spec.budget.timeout,
             catch=(Exception,),
-            callbacks=[recover_after_trial, drop_resume_point, *callbacks, stop_if_gpu_unusable,
-                       release_memory, *budget_stop],
+            callbacks=_study_callbacks(objective, tracker, list(callbacks), budget, total),
         )
     except KeyboardInterrupt:
         requeue_interrupted(study, objective.interrupted)
@@ -92,6 +82,33 @@ def run_worker(
     if objective.fatal is not None:
         raise GpuUnusable(objective.fatal)
     return study
+
+
+def _study_callbacks(objective, tracker, extra: list, budget: int | None, total_epochs: int | None) -> list:
+    """After each trial, in order: recover a dead sibling's trial, drop the resume point, the caller's
+    callbacks, stop on a broken GPU, release GPU memory, stop at the epoch and trial budgets."""
+
+    def recover_after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        recover_stale_trials(study, tracker)  # a sibling worker that died meanwhile
+
+    def stop_if_gpu_unusable(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if objective.fatal is not None:
+            study.stop()
+
+    def release_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if objective.fatal is None:  # a dead CUDA context would raise the same error again
+            release_gpu_memory()
+
+    def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        # Trials other workers are running count too, or N workers would each start one more; a trial
+        # that starts anyway past a full budget trains nothing (TrialObjective checks its place)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if count_finished(study) + running >= budget:
+            study.stop()
+
+    stops = [] if total_epochs is None else [stop_at_epoch_budget(total_epochs)]
+    stops += [] if budget is None else [stop_at_budget]
+    return [recover_after_trial, drop_resume_point, *extra, stop_if_gpu_unusable, release_memory, *stops]
 
 
 class GpuUnusable(RuntimeError):

@@ -107,7 +107,7 @@ def recover_stale_trials(study: optuna.Study, tracker: Any = None, *, sweep_runs
             "trial(s) %s lost their worker: marked FAIL (%s) and enqueued again", recovered, WORKER_DIED
         )
     if tracker is not None and (recovered or heartbeat_failed or sweep_runs):
-        tracker.close_orphaned_runs(study)
+        tracker.close_orphaned_runs(study, lost=recovered)
     return recovered
 
 

@@ -26,8 +26,9 @@ from search.spec.config_paths import base_config_dict
 from search.spec.objectives import feasible
 from search.spec.parse import SpecError, StudySpec, parse_spec
 from search.study.pruners import create_pruner
-from search.study.recovery import recover_stale_trials, rerun_trials
+from search.study.recovery import recover_stale_trials
 from search.study.storage import create_storage, describe_storage, study_exists
+from search.study.trial_budget import counted
 from search.study.warm_start import STUDY_ATTR as WARM_ATTR
 from search.study.warm_start import is_foreign, resolve_sources, warm_start
 from search.tracking import PARENT_ATTR, StudyTracker
@@ -198,11 +199,8 @@ def spec_from_study(study: optuna.Study) -> StudySpec:
 
 
 def count_finished(study: optuna.Study) -> int:
-    """Finished trials against the budget; a trial that runs again (cut by Ctrl-C, lost with its worker)
-    is not one."""
-    trials = study.get_trials(deepcopy=False)
-    rerun = rerun_trials(trials)
-    return sum(t.state in FINISHED and t.number not in rerun and not is_foreign(t) for t in trials)
+    """Finished trials against the budget (search.study.trial_budget.counted says which)."""
+    return len(counted(study.get_trials(deepcopy=False)))
 
 
 def summary(study: optuna.Study) -> dict[str, Any]:

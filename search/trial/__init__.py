@@ -26,6 +26,7 @@ from core.typed_config import to_dict
 from search.spec.parse import StudySpec
 from search.spec.space import build_config_dict, suggest_params
 from search.study.recovery import INTERRUPTED, record_worker
+from search.study.trial_budget import OVER_BUDGET, within_budget
 from search.tracking import StudyTracker, complete_trial_run
 from search.trial.outcomes import record_failure, record_result, resolve_config
 from search.trial.reporting import PruneTrial, ReportCallback
@@ -56,8 +57,10 @@ class TrialObjective:
         train_fn: TrainFn | None = None,
         context: dict[str, Any] | None = None,
         status: Any = None,
+        budget: int | None = None,
     ):
         self.spec, self.tracker = spec, tracker
+        self.budget = budget  # the study's trial budget when this worker shares it with others
         self.train_fn = train_fn or train_with_training_loop
         self.context = context or {}  # the resolved base's values, for `when:` on unsearched paths
         self.status = status  # where a trial's progress line goes (training.progress.ProgressLine's sink)
@@ -68,6 +71,9 @@ class TrialObjective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         start = time.perf_counter()
         record_worker(trial)
+        if self.budget is not None and not within_budget(trial.study, trial, self.budget):
+            trial.set_user_attr("reason", OVER_BUDGET)  # not counted: the budget was full when it started
+            raise optuna.TrialPruned("the study's trial budget is full: other workers took the last places")
         params = suggest_params(trial, self.spec, self.context)
         data = build_config_dict(self.spec, params)  # the trial's config: built once, checked once
         try:
