@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 
-import optuna
-
 from core.paths import mlruns_dir
 from search.study.storage import create_storage, describe_storage, journal_path
 from search.study.studies import load_existing
@@ -59,15 +57,26 @@ def cmd_storage_proxy(args: argparse.Namespace) -> int:
     are no RDB heartbeats (docs/CLUSTER.md says what that costs)."""
     if not args.storage or args.storage.startswith("grpc://") or args.storage.endswith(".journal"):
         raise ValueError("storage-proxy fronts a database: give --storage postgresql://user@host/db")
-    storage = create_storage("storage-proxy", args.storage)  # the name only matters for journals
+    from optuna.storages._cached_storage import _CachedStorage
+    from optuna.storages._grpc.server import make_server
+
+    # the cache Optuna's get_storage puts in front of an RDB (its docs ask for it here): without it every
+    # worker's every read goes through to the database's full trial history
+    storage = _CachedStorage(create_storage("storage-proxy", args.storage))
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     where = f"grpc://{args.host}:{args.port}"
     print(f"storage proxy for {describe_storage('', args.storage)} on {where}: workers join with "
           f"--storage {where} (STORAGE={where}); Ctrl-C stops it", flush=True)  # fmt: skip
+    # run_grpc_proxy_server, but stopped on Ctrl-C: left running, its thread pool kept the process alive
+    server = make_server(storage, args.host, args.port)
+    server.start()
     try:
-        optuna.storages.run_grpc_proxy_server(storage, host=args.host, port=args.port)
+        while server.wait_for_termination(timeout=1.0):  # True: timed out, still serving
+            pass  # an untimed wait blocks in C, where Ctrl-C and SIGTERM never reach Python
     except KeyboardInterrupt:
         pass
+    finally:
+        server.stop(grace=2).wait()
     return 0
 
 

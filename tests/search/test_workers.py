@@ -6,6 +6,7 @@ python -m pytest tests/search/test_workers.py -q          # -m postgres for the 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -150,6 +151,6 @@ def test_two_workers_share_a_postgres_study_through_the_storage_proxy(fake_study
         study = optuna.load_study(study_name=name, storage=create_storage(name, url))  # read directly
         _assert_shared(study, 4, mlflow=True)
     finally:
-        proxy.terminate()
-        assert proxy.wait(timeout=30) == 0, "SIGTERM stops the proxy cleanly"
+        proxy.send_signal(signal.SIGINT)  # Ctrl-C; an untimed wait in gRPC used to ignore it
+        assert proxy.wait(timeout=15) == 0, "Ctrl-C stops the proxy cleanly"
         optuna.delete_study(study_name=name, storage=create_storage(name, url))
