@@ -26,7 +26,7 @@ def row(name: str, r: dict[str, Any]) -> list[str]:
     kills = f", {r['killed_workers']} killed" if r["killed_workers"] else ""
     pg = r["pg_connections_peak"]
     return [
-        f"{name} ({r['via']})",
+        f"{name} ({r['via']}, `{r.get('code_version', '?')}`)",  # scenarios may come from separate runs
         f"{r['workers']}{kills}",
         f"{a['counted_against_budget']} ({r['trials_budget']})",
         f"{r['trials_per_s']:.2f}",
@@ -65,7 +65,8 @@ def clean(a: dict[str, Any]) -> bool:
 
 def block(doc: dict[str, Any]) -> str:
     lines = [
-        f"Code `{doc['code_version']}`, {doc['machine']}, {doc['date']}; storage {doc['storage']}; "
+        f"Last written by code `{doc['code_version']}` (each scenario names its own), {doc['machine']}, "
+        f"{doc['date']}; storage {doc['storage']}; "
         f"trainer: {doc['trainer']}.",
         "",
         "| " + " | ".join(HEAD) + " |",
