@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import textwrap
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks.load_worker import SleptResult as FakeResult  # the result shape training.loop.train returns
 from training.errors import NonFiniteLossError
 
 FAKE_SPEC = """
@@ -37,16 +37,6 @@ pruner: {name: successive_halving, min_resource: 1, reduction_factor: 2}
 enqueue:
   - {label: baseline, params: {model.kind: transformer, model.d_model: 64, model.nhead: 4, optim.lr: 1.0e-2}}
 """
-
-
-@dataclass
-class FakeResult:
-    best_metrics: dict
-    history: list = field(default_factory=list)
-    best_checkpoint: Path = Path("best.pt")
-    last_checkpoint: Path = Path("last.pt")
-    sample_predictions: list = field(default_factory=list)
-    decode_speed: dict = field(default_factory=dict)
 
 
 def fake_score(config, epoch: int) -> float:
