@@ -57,12 +57,10 @@ def cmd_storage_proxy(args: argparse.Namespace) -> int:
     are no RDB heartbeats (docs/CLUSTER.md says what that costs)."""
     if not args.storage or args.storage.startswith("grpc://") or args.storage.endswith(".journal"):
         raise ValueError("storage-proxy fronts a database: give --storage postgresql://user@host/db")
-    from optuna.storages._cached_storage import _CachedStorage
     from optuna.storages._grpc.server import make_server
 
-    # the cache Optuna's get_storage puts in front of an RDB (its docs ask for it here): without it every
-    # worker's every read goes through to the database's full trial history
-    storage = _CachedStorage(create_storage("storage-proxy", args.storage))
+    # create_storage puts Optuna's trial cache in front of the database, as Optuna's docs ask for a proxy
+    storage = create_storage("storage-proxy", args.storage)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     where = f"grpc://{args.host}:{args.port}"
     print(f"storage proxy for {describe_storage('', args.storage)} on {where}: workers join with "

@@ -83,9 +83,11 @@ def _retried(name: str):
 
 
 # Every public method of RDBStorage goes through _call, its own optimised ones included, and the private
-# one Optuna's fail_stale_trials calls.
+# ones Optuna calls on it: fail_stale_trials, and _CachedStorage (search.study.storage puts that in front).
+PRIVATE_CALLS = ("_get_stale_trial_ids", "_get_trials", "_create_new_trial", "_get_best_trial_id",
+                 "_set_trial_param")  # fmt: skip
 for _name, _member in inspect.getmembers(RDBStorage, inspect.isfunction):
-    if not _name.startswith("_") or _name == "_get_stale_trial_ids":
+    if not _name.startswith("_") or _name in PRIVATE_CALLS:
         setattr(RetryingStorage, _name, _retried(_name))
 RetryingStorage.__abstractmethods__ = frozenset()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
 from core.paths import studies_dir
@@ -140,5 +141,8 @@ def create_storage(name: str, url: str | None = None) -> optuna.storages.BaseSto
                 grace_period=GRACE_PERIOD_S if interval == HEARTBEAT_INTERVAL_S else 3 * interval,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
-        _RDB_STORAGES[key] = rdb if scheme == "sqlite" else RetryingStorage(rdb)
+        # Optuna caches finished trials only for an RDBStorage it recognises, which the retrying wrapper
+        # hides: without the cache every read fetches the whole study (2.3 against 0.8 CPU s per trial
+        # in the load benchmark, benchmarks/RESULTS.md)
+        _RDB_STORAGES[key] = rdb if scheme == "sqlite" else _CachedStorage(RetryingStorage(rdb))
     return _RDB_STORAGES[key]
