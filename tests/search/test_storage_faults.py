@@ -20,16 +20,18 @@ from search.study.storage import _with_installed_driver, create_storage
 from tests.search.conftest import FakeTraining
 from tests.search.test_workers import _postgres_url
 
+# Only this study's connections: other tests (the load benchmark's) share the server under xdist, and
+# dropping theirs failed CI.
 TERMINATE = sqlalchemy.text(
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = current_user"
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = :tag"
 )
 
 
 @pytest.mark.postgres
 def test_connections_terminated_server_side_before_every_trial_cost_nothing(fake_study, tmp_path, capsys):
-    url = _postgres_url()
     name = f"{fake_study}-{uuid.uuid4().hex[:8]}"  # the server outlives the test: a study name of its own
+    url = f"{_postgres_url()}?application_name={name}"
     spec_text = (tmp_path / "studies" / f"{fake_study}.yaml").read_text()
     (tmp_path / "studies" / f"{name}.yaml").write_text(spec_text)
     admin = sqlalchemy.create_engine(_with_installed_driver(url), isolation_level="AUTOCOMMIT")
@@ -37,7 +39,7 @@ def test_connections_terminated_server_side_before_every_trial_cost_nothing(fake
 
     def drop_every_connection(config):  # as the trial starts: its storage and heartbeat connections go
         with admin.connect() as connection:
-            terminated.append(connection.execute(TERMINATE).scalar())
+            terminated.append(connection.execute(TERMINATE, {"tag": name}).scalar())
         return "ok"
 
     try:
