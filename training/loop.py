@@ -130,6 +130,7 @@ class _Run:
         )
         shapes = len(self.train_loader.batch_sampler.buckets)
         cudnn_tuned = configure_cudnn(self.device, shapes)
+        self.lone_untrainable: dict[tuple[int, ...], bool] = {}  # by image shape: it alone decides
         self.epoch, self.bad_evals, self.stopped_early = 0, 0, False
         self.best_score, self.best_metrics = -math.inf if t.monitor_mode == "max" else math.inf, {}
         self.history: list[dict[str, float]] = []
@@ -250,17 +251,20 @@ class _Run:
 
     def _lone_image_untrainable(self, batch) -> bool:
         """A bucket holding a single image, whose encoder features are 1x1: BatchNorm cannot normalise one
-        value per channel, so the image sits this step out (every other image of the epoch still trains)."""
-        with torch.no_grad():
-            self.model.eval()
-            try:
-                memory = self.model.encode(batch.images.to(self.device))  # (1, S, E)
-            finally:
-                self.model.train()
-        if memory.shape[1] > 1:
-            return False
-        logger.debug("skipped a lone %s image: its features are 1x1", tuple(batch.images.shape[-2:]))
-        return True
+        value per channel, so the image sits this step out (every other image of the epoch still trains).
+        The answer is the shape's, found once: small runs meet a lone image in most steps of every epoch."""
+        shape = tuple(batch.images.shape[1:])
+        if shape not in self.lone_untrainable:
+            with torch.no_grad():
+                self.model.eval()
+                try:
+                    memory = self.model.encode(batch.images.to(self.device))  # (1, S, E)
+                finally:
+                    self.model.train()
+            self.lone_untrainable[shape] = memory.shape[1] <= 1
+        if self.lone_untrainable[shape]:
+            logger.debug("skipped a lone %s image: its features are 1x1", shape[-2:])
+        return self.lone_untrainable[shape]
 
     def _validate(self, epoch: int) -> dict[str, float]:
         t = self.cfg.trainer

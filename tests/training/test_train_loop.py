@@ -220,3 +220,24 @@ def test_micro_batches_never_leave_a_lone_image():
     assert micro_batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert micro_batches(9, 4) == [(0, 4), (4, 9)]
     assert micro_batches(1, 4) == [(0, 1)]
+
+
+def test_a_lone_image_with_1x1_features_sits_out_and_each_shape_is_encoded_once():
+    from types import SimpleNamespace
+
+    from training.loop import _Run
+
+    class Encoder(torch.nn.Module):
+        calls = 0
+
+        def encode(self, images):  # features shrink 32x: a 32x32 image has one position, 64x64 four
+            Encoder.calls += 1
+            h, w = images.shape[-2] // 32, images.shape[-1] // 32
+            return torch.zeros(1, h * w, 8)
+
+    run = object.__new__(_Run)
+    run.model, run.device, run.lone_untrainable = Encoder(), torch.device("cpu"), {}
+    small, large = (SimpleNamespace(images=torch.zeros(1, 1, side, side)) for side in (32, 64))
+    assert [run._lone_image_untrainable(b) for b in (small, large, small, large, small)] == [
+        True, False, True, False, True]  # fmt: skip
+    assert Encoder.calls == 2 and run.model.training
