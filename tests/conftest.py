@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -45,9 +46,27 @@ def im2latex_raw_sample():
     return _shared("im2latex-raw-sample")
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory):
+    """An empty MLflow store, migrated once per test process: each new store is a copy of it."""
+    from training.mlflow_logging import migrate_store
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    migrate_store(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def isolated_home(tmp_path, monkeypatch):
-    """Point the project's data/, studies/, mlruns/, runs/ at a temp folder."""
+def isolated_home(tmp_path, monkeypatch, migrated_store):
+    """Point the project's data/, studies/, mlruns/, runs/ at a temp folder. The project's store is still
+    created the project's way (core.mlflow_store), but its migrations are a copy of one made earlier:
+    MLflow's take 2-4 s, paid by dozens of tests (subprocesses a test starts run them for real)."""
+    import training.mlflow_logging
+
+    def copy_migrated(uri: str) -> None:
+        shutil.copyfile(migrated_store, uri.removeprefix("sqlite:///"))
+
+    monkeypatch.setattr(training.mlflow_logging, "migrate_store", copy_migrated)
     monkeypatch.setenv("IM2LATEX_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
