@@ -29,6 +29,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def summarise(scenario, name, study, budget, wall, codes, killed, connections, b
         "epoch_seconds": scenario.epoch_seconds,
         "killed_workers": len(killed),
         "kills_at_finished_trials": killed,
-        "worker_exit_codes": dict(sorted(_count(codes).items())),
+        "worker_exit_codes": dict(sorted(Counter(map(str, codes)).items())),
         "trials_budget": budget,
         "trials_by_workers": before_close,
         "trials_by_closing_study": counted - before_close,
@@ -282,13 +283,6 @@ def _children_cpu() -> float:
     """User + system CPU seconds of every child process this benchmark has reaped so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _count(codes: list[int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for code in codes:
-        out[str(code)] = out.get(str(code), 0) + 1
-    return out
 
 
 def totals(results: dict[str, dict[str, Any]]) -> dict[str, Any]:

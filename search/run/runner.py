@@ -25,7 +25,8 @@ from search.study.devices import release_gpu_memory
 from search.study.epoch_budget import epochs_spent, stop_at_epoch_budget
 from search.study.recovery import recover_stale_trials, worker_of
 from search.study.retrying_storage import StorageUnreachable
-from search.study.studies import count_finished, load_study, summary
+from search.study.studies import load_study, summary
+from search.study.trial_budget import budget_taken
 from search.tracking import PARENT_ATTR, StudyTracker, tracker_or_none
 from search.trial import TrainFn, TrialObjective, drop_resume_point
 
@@ -102,8 +103,7 @@ def _study_callbacks(objective, tracker, extra: list, budget: int | None, total_
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         # Trials other workers are running count too, or N workers would each start one more; a trial
         # that starts anyway past a full budget trains nothing (TrialObjective checks its place)
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if count_finished(study) + running >= budget:
+        if budget_taken(study, budget):
             study.stop()
 
     stops = [] if total_epochs is None else [stop_at_epoch_budget(total_epochs)]

@@ -1,6 +1,7 @@
 """Workers that share a study stop at its trial budget exactly, however many of them start at once.
 
     counted(trials)                        # the finished trials that count against the budget
+    budget_taken(study, budget)            # after a trial: stop this worker, the budget is spoken for
     within_budget(study, trial, budget)    # False: this just-started trial is one too many; it trains nothing
 
 A worker checks the budget after each trial (finished + running < budget), but N workers that check at
@@ -41,6 +42,13 @@ def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         and t.user_attrs.get("reason") != OVER_BUDGET
         and not is_foreign(t)
     ]
+
+
+def budget_taken(study: optuna.Study, budget: int) -> bool:
+    """A worker's check after each trial: the finished trials and the ones live workers are running fill
+    the budget (a dead worker's trial holds no place: it will be failed and run again)."""
+    trials = study.get_trials(deepcopy=False)
+    return len(counted(trials)) + len(_live_running(trials)) >= budget
 
 
 def within_budget(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:

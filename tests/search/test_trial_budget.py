@@ -3,6 +3,8 @@ worker died before it opened its MLflow run still gets one (search.tracking.clos
 
 from __future__ import annotations
 
+import socket
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -39,10 +41,13 @@ def test_of_two_trials_racing_for_the_last_place_only_the_earlier_one_trains(stu
 
 
 def test_a_trial_of_a_dead_worker_holds_no_place(study):
+    """Neither when a trial starts nor when a worker decides whether to stop after one."""
     dead = study.ask()
-    dead.set_user_attr(WORKER_ATTR, {"host": __import__("socket").gethostname(), "pid": 2**22 + 7})
+    dead.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": 2**22 + 7})
+    assert not trial_budget.budget_taken(study, budget=3)
     late = study.ask()
     assert trial_budget.within_budget(study, late, budget=3)
+    assert trial_budget.budget_taken(study, budget=3)  # the live one fills the last place
 
 
 def test_over_budget_trials_and_reruns_do_not_count(study):
@@ -77,7 +82,7 @@ def test_a_trial_killed_before_its_mlflow_run_opened_gets_a_failed_run(fake_stud
     assert main(["study", fake_study, "--trials", "1"], train_fn=fake_training()) == 0
     study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
     lost = study.ask()
-    lost.set_user_attr(WORKER_ATTR, {"host": __import__("socket").gethostname(), "pid": 2**22 + 7})
+    lost.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": 2**22 + 7})
     tracker = tracker_or_none(fake_study, study.user_attrs.get(PARENT_ATTR))
     assert recover_stale_trials(study, tracker) == [lost.number]
     client = get_client()
