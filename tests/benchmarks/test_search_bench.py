@@ -50,14 +50,15 @@ def test_quick_run_writes_every_strategy_with_the_contract_fields(quick_run):
         assert s["selected_run_test_avg"] is not None  # the selected run is scored, apart from the mean
         assert s["best_config"]["trainer"]["epochs"] == epochs
         if name in search_arms.SEARCH_ARMS:  # every seed spends the budget exactly: none goes over it
-            assert s["search_seeds"] == [11, 12] and s["test_seeds"] == [1, 2]
-            assert [r["epochs_consumed"] for r in s["runs"]] == [budget, budget]
+            assert s["search_seeds"] == [11] and s["test_seeds"] == [1]  # search seed i -> test seed i
+            assert [r["epochs_consumed"] for r in s["runs"]] == [budget]
             assert s["curve_mean"][-1][0] == budget
         elif name == "hand_tuning":  # the sweep spends the budget at full fidelity
             assert s["search_seeds"] == [] and s["trials"] == budget // epochs
+            assert s["test_seeds"] == [1, 2]  # a hand arm's one config, retrained with every test seed
             assert s["epochs_consumed_max"] == budget
         else:
-            assert s["trials"] == 1 and s["epochs_consumed_max"] == epochs
+            assert s["trials"] == 1 and s["epochs_consumed_max"] == epochs and s["test_seeds"] == [1, 2]
     t = results["targets"]
     assert t["within_budget"]["met"] and set(t) == {
         "within_budget", "default_beats_random_on_test", "default_beats_hand_tuning_on_test", "pruning"}
@@ -186,7 +187,8 @@ def test_both_tpe_arms_copy_the_random_arms_startup_trials_instead_of_training_t
     ones; Hyperband's copies carry the rung value its pruner records."""
     home, out, results = quick_run
     plan = _quick_plan()
-    random, tpe = _load(plan, "random", 12), _load(plan, "tpe", 12)
+    seed = plan.search_seeds[-1]
+    random, tpe = _load(plan, "random", seed), _load(plan, "tpe", seed)
     n = plan.spec.sampler.n_startup_trials
     copied = [t for t in tpe.trials if "copied_from" in t.user_attrs]
     assert len(copied) == n
@@ -195,7 +197,7 @@ def test_both_tpe_arms_copy_the_random_arms_startup_trials_instead_of_training_t
         assert mine.user_attrs["copied_from"] == f"{random.study_name}#{theirs.number}"
         assert mine.datetime_start == theirs.datetime_start
         assert mine.datetime_complete == theirs.datetime_complete
-    hb = _load(plan, "tpe_hyperband", 12)
+    hb = _load(plan, "tpe_hyperband", seed)
     for mine, theirs in zip(hb.trials[:n], random.trials[:n], strict=True):
         assert mine.user_attrs["copied_from"] == f"{random.study_name}#{theirs.number}"
         assert mine.system_attrs["completed_rung_0"] == theirs.intermediate_values[1]  # quick: rung at 1

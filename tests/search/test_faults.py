@@ -29,6 +29,10 @@ SMOKE_BUDGET = 3  # the kill tests' smoke study: its two baselines and one sampl
 def _small_smoke_text() -> str:
     spec = yaml.safe_load((REPO_ROOT / "studies" / "smoke.yaml").read_text())
     spec["budget"]["n_trials"] = SMOKE_BUDGET
+    # half the smoke's slice and no decode timing: the kill tests check recovery, not learning, and train
+    # the budget twice
+    spec["base"]["data"].update(train_limit=32, val_limit=8)
+    spec["base"]["trainer"]["decode_speed_formulas"] = 0
     return yaml.safe_dump(spec, sort_keys=False)
 
 
