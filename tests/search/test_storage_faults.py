@@ -31,7 +31,8 @@ TERMINATE = sqlalchemy.text(
 @pytest.mark.postgres
 def test_connections_terminated_server_side_before_every_trial_cost_nothing(fake_study, tmp_path, capsys):
     name = f"{fake_study}-{uuid.uuid4().hex[:8]}"  # the server outlives the test: a study name of its own
-    url = f"{_postgres_url()}?application_name={name}"
+    tag = f"fault-{uuid.uuid4().hex[:8]}"  # short: PostgreSQL cuts an application_name at 63 characters
+    url = f"{_postgres_url()}?application_name={tag}"
     spec_text = (tmp_path / "studies" / f"{fake_study}.yaml").read_text()
     (tmp_path / "studies" / f"{name}.yaml").write_text(spec_text)
     admin = sqlalchemy.create_engine(_with_installed_driver(url), isolation_level="AUTOCOMMIT")
@@ -39,7 +40,7 @@ def test_connections_terminated_server_side_before_every_trial_cost_nothing(fake
 
     def drop_every_connection(config):  # as the trial starts: its storage and heartbeat connections go
         with admin.connect() as connection:
-            terminated.append(connection.execute(TERMINATE, {"tag": name}).scalar())
+            terminated.append(connection.execute(TERMINATE, {"tag": tag}).scalar())
         return "ok"
 
     try:
