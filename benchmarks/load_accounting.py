@@ -21,44 +21,65 @@ from search.study.studies import count_finished
 from search.study.trial_budget import OVER_BUDGET
 
 DRIVER_APP = "load-bench-driver"  # application_name of the benchmark's own connections (not counted)
+SAMPLES_LOST = " samples lost"  # ConnectionWatch.stop()'s key beside the databases (no database's name)
 
 
 class ConnectionWatch(threading.Thread):
     """Samples pg_stat_activity every `every` seconds: the peak number of client connections per database,
     the benchmark's own excluded."""
 
-    def __init__(self, dsn: str, every: float = 0.25):
+    def __init__(self, dsn: str, every: float = 0.25, name: str = DRIVER_APP):
         super().__init__(daemon=True)
-        self.dsn, self.every = dsn, every
+        self.dsn, self.every, self.name = dsn, every, name  # name: its own connection's application_name
         self.peak: Counter = Counter()
         self.peak_total = 0
+        self.dropped = 0  # samples lost to a dropped connection
         self._halt = threading.Event()
 
     def run(self) -> None:
         import psycopg2
 
-        db = psycopg2.connect(self.dsn, application_name=DRIVER_APP)
-        db.autocommit = True
+        db = None
         try:
             while not self._halt.is_set():
-                with db.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT datname, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-                        " AND application_name <> %s GROUP BY datname",
-                        (DRIVER_APP,),
-                    )
-                    now = dict(cursor.fetchall())
-                for name, count in now.items():
-                    self.peak[name] = max(self.peak[name], count)
-                self.peak_total = max(self.peak_total, sum(now.values()))
+                try:
+                    db = db or self._connect()
+                    self._sample(db)
+                except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                    # the server dropped this connection (a restart, another client's pg_terminate_backend):
+                    # the samples go on over a new one, and the gap is counted instead of ending the watch
+                    self.dropped += 1
+                    if db is not None:
+                        db.close()
+                    db = None
                 self._halt.wait(self.every)
         finally:
-            db.close()
+            if db is not None:
+                db.close()
+
+    def _connect(self) -> Any:
+        import psycopg2
+
+        db = psycopg2.connect(self.dsn, application_name=self.name, connect_timeout=3)
+        db.autocommit = True
+        return db
+
+    def _sample(self, db: Any) -> None:
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT datname, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                " AND application_name NOT IN (%s, %s) GROUP BY datname",
+                (DRIVER_APP, self.name),
+            )
+            now = dict(cursor.fetchall())
+        for name, count in now.items():
+            self.peak[name] = max(self.peak[name], count)
+        self.peak_total = max(self.peak_total, sum(now.values()))
 
     def stop(self) -> dict[str, Any]:
         self._halt.set()
         self.join(timeout=10)
-        return {"total": self.peak_total, **dict(self.peak)}
+        return {"total": self.peak_total, **dict(self.peak), SAMPLES_LOST: self.dropped}
 
 
 def account(study: optuna.Study, budget: int, runs: list[Any], labels: list[str]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any
 
 import optuna
 
-from benchmarks.load_accounting import DRIVER_APP, ConnectionWatch, account, overhead, wait_for
+from benchmarks.load_accounting import DRIVER_APP, SAMPLES_LOST, ConnectionWatch, account, overhead, wait_for
 from benchmarks.load_results import clean, render, update_results_doc
 from benchmarks.search_results import machine
 from core.paths import REPO_ROOT, runs_dir
@@ -156,6 +156,7 @@ def summarise(scenario, name, study, budget, wall, codes, killed, connections, b
             "optuna": connections.get(_dbname(STORAGE), 0),
             "mlflow": connections.get(MLFLOW_DB, 0),
             "total": connections["total"],
+            "samples_lost": connections.get(SAMPLES_LOST, 0),  # the watch's own connection was dropped
         },
         "accounting": account(study, budget, runs, list(BASELINES)),
     }

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
-from benchmarks.load_accounting import account, overhead
+from benchmarks.load_accounting import SAMPLES_LOST, ConnectionWatch, account, overhead
 from search.study.recovery import WORKER_ATTR
 
 DIST = {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
@@ -68,3 +71,40 @@ def test_overhead_is_the_busy_time_less_the_sleep_per_trial():
     assert result["workers_seen"] == 1 and result["trials_timed"] == 3
     assert abs(result["overhead_s_per_trial"] - 2.5 / 3) < 1e-3
     assert study.get_trials(states=(TrialState.COMPLETE,))
+
+
+@pytest.mark.postgres
+def test_the_connection_watch_outlives_its_connection_being_dropped():
+    """Another client terminating the watch's backend (CI's storage-fault test once did, mid-benchmark)
+    costs a sample, counted, and the watch goes on over a new connection."""
+    import psycopg2
+
+    from tests.search.test_workers import _postgres_url
+
+    dsn = _postgres_url()
+    name = f"watch-test-{uuid.uuid4().hex[:8]}"  # not DRIVER_APP: a load run may be watching beside this test
+    watch = ConnectionWatch(dsn, every=0.05, name=name)
+    watch.start()
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    try:
+        deadline = time.monotonic() + 10
+        while not watch.dropped and time.monotonic() < deadline:
+            with admin.cursor() as cursor:  # the watch's own backend, by its application_name
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                    (name,),
+                )
+            time.sleep(0.1)
+        assert watch.dropped, "the watch's connection was never dropped"
+        back = 0
+        while not back and time.monotonic() < deadline:  # it connected again, and is still sampling
+            time.sleep(0.1)
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,))
+                back = cursor.fetchone()[0]
+        assert back == 1 and watch.is_alive()
+        peaks = watch.stop()
+    finally:
+        admin.close()
+    assert not watch.is_alive() and peaks[SAMPLES_LOST] == watch.dropped >= 1
