@@ -58,6 +58,12 @@ class OptimConfig:
     lookahead_k: int = 6  # ranger only
     lookahead_alpha: float = 0.5  # ranger only
 
+    def __post_init__(self) -> None:
+        # the one bounds check of the learning rate: a config, spec base or trial that sets it fails here,
+        # when it loads, not after the dataset and model are built
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr={self.lr} must be > 0")
+
 
 @dataclass
 class ScheduleConfig:

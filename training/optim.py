@@ -34,43 +34,31 @@ def param_groups(model: nn.Module, weight_decay: float) -> ParamGroups:
     return [g for g in groups if g["params"]]
 
 
-def _adamw(groups: ParamGroups, c: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps)
+def _adam_kwargs(c: OptimConfig) -> dict:
+    return {"betas": (c.beta1, c.beta2), "eps": c.eps}
 
 
-def _adam(groups: ParamGroups, c: OptimConfig) -> torch.optim.Optimizer:
-    # Adam's weight decay is the coupled L2 penalty (torch.optim.Adam semantics).
-    return torch.optim.Adam(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps)
+def _sgd_kwargs(c: OptimConfig) -> dict:
+    return {"momentum": c.momentum, "nesterov": c.nesterov and c.momentum > 0}
 
 
-def _sgd(groups: ParamGroups, c: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0)
+def _radam_kwargs(c: OptimConfig) -> dict:
+    return {**_adam_kwargs(c), "decoupled_weight_decay": True}
 
 
-def _radam(groups: ParamGroups, c: OptimConfig) -> torch.optim.Optimizer:
-    betas = (c.beta1, c.beta2)
-    return torch.optim.RAdam(groups, lr=c.lr, betas=betas, eps=c.eps, decoupled_weight_decay=True)
+def _ranger_kwargs(c: OptimConfig) -> dict:
+    return {**_adam_kwargs(c), "k": c.lookahead_k, "alpha": c.lookahead_alpha, "degenerated_to_sgd": True,
+            "weight_decouple": True}  # fmt: skip
 
 
-def _ranger(groups: ParamGroups, c: OptimConfig) -> torch.optim.Optimizer:
-    return Ranger(
-        groups,
-        lr=c.lr,
-        betas=(c.beta1, c.beta2),
-        eps=c.eps,
-        k=c.lookahead_k,
-        alpha=c.lookahead_alpha,
-        degenerated_to_sgd=True,
-        weight_decouple=True,
-    )
-
-
-OPTIMIZERS: dict[str, Callable[[ParamGroups, OptimConfig], torch.optim.Optimizer]] = {
-    "adamw": _adamw,
-    "adam": _adam,
-    "sgd": _sgd,
-    "radam": _radam,
-    "ranger": _ranger,
+# name -> (optimizer class, its keyword arguments besides lr); build_optimizer hands every one the lr.
+# Adam's weight decay is the coupled L2 penalty (torch.optim.Adam semantics), AdamW's the decoupled one.
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], Callable[[OptimConfig], dict]]] = {
+    "adamw": (torch.optim.AdamW, _adam_kwargs),
+    "adam": (torch.optim.Adam, _adam_kwargs),
+    "sgd": (torch.optim.SGD, _sgd_kwargs),
+    "radam": (torch.optim.RAdam, _radam_kwargs),
+    "ranger": (Ranger, _ranger_kwargs),
 }
 
 
@@ -79,14 +67,12 @@ def list_optimizers() -> list[str]:
 
 
 def build_optimizer(model: nn.Module | Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    factory = OPTIMIZERS[check_choice("optim.name", cfg.name, list_optimizers())]
-    if cfg.lr <= 0:
-        raise ValueError(f"optim.lr={cfg.lr} must be > 0")
+    optimizer, kwargs = OPTIMIZERS[check_choice("optim.name", cfg.name, list_optimizers())]
     if isinstance(model, nn.Module):
         groups = param_groups(model, cfg.weight_decay)
     else:
         groups = [{"params": list(model), "weight_decay": cfg.weight_decay}]
-    return factory(groups, cfg)
+    return optimizer(groups, lr=cfg.lr, **kwargs(cfg))  # optim.lr's bounds: OptimConfig
 
 
 __all__ = ["OPTIMIZERS", "build_optimizer", "list_optimizers", "param_groups"]

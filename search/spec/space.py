@@ -33,10 +33,15 @@ def suggest_params(
     """
     context = context or {}
     params: dict[str, Any] = {}
-    for param in spec.space:
-        if not _active(param, params, context, spec):
+    for p in spec.space:
+        if not _active(p, params, context, spec):
             continue
-        params[param.path] = _suggest(trial, param)
+        if p.kind == "categorical":
+            params[p.path] = trial.suggest_categorical(p.path, list(p.choices))
+        elif p.kind == "int":
+            params[p.path] = trial.suggest_int(p.path, p.low, p.high, step=p.step or 1, log=p.log)
+        else:
+            params[p.path] = trial.suggest_float(p.path, p.low, p.high, step=p.step, log=p.log)
     return params
 
 
@@ -54,14 +59,6 @@ def _active(param: ParamSpec, params: dict[str, Any], context: dict[str, Any], s
     return True
 
 
-def _suggest(trial: optuna.Trial, param: ParamSpec) -> Any:
-    if param.kind == "categorical":
-        return trial.suggest_categorical(param.path, list(param.choices))
-    if param.kind == "int":
-        return trial.suggest_int(param.path, param.low, param.high, step=param.step or 1, log=param.log)
-    return trial.suggest_float(param.path, param.low, param.high, step=param.step, log=param.log)
-
-
 def decode_value(spec: StudySpec, path: str, value: Any) -> Any:
     """An Optuna param value -> the config value (a label -> its list, say)."""
     param = next((p for p in spec.space if p.path == path), None)
@@ -73,8 +70,9 @@ def decode_value(spec: StudySpec, path: str, value: Any) -> Any:
 def build_config_dict(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]:
     """Base + fixed + decoded params, with the epoch budget applied."""
     data = base_config_dict(spec)
-    for path, value in params.items():
-        set_path(data, path, decode_value(spec, path, value))
+    labelled = {p.path for p in spec.space if p.kind == "categorical"}
+    for path, value in params.items():  # a number goes into the config as Optuna drew it
+        set_path(data, path, decode_value(spec, path, value) if path in labelled else value)
     cap = spec.budget.max_epochs
     if cap is not None:
         epochs = flatten(data).get(EPOCHS_PATH)

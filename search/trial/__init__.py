@@ -32,18 +32,10 @@ from search.trial.outcomes import record_failure, record_result, resolve_config
 from search.trial.reporting import PruneTrial, ReportCallback
 from search.trial.retry import TrainFn, train_with_oom_retry
 from training.cuda_faults import is_sticky_cuda_error
+from training.loop import train
 from training.progress import ProgressLine
 
-__all__ = ["PruneTrial", "TrainFn", "TrialObjective", "drop_resume_point", "train_with_training_loop"]
-
-
-def train_with_training_loop(
-    config: Any, out_dir: Path, *, callbacks: list[Any], resume_from: Path | None = None
-) -> Any:
-    """The trainer a study uses unless one is passed in: training.loop.train (imported on first use)."""
-    from training.loop import train
-
-    return train(config, out_dir, callbacks=callbacks, resume_from=resume_from)
+__all__ = ["PruneTrial", "TrainFn", "TrialObjective", "drop_resume_point"]
 
 
 class TrialObjective:
@@ -61,7 +53,7 @@ class TrialObjective:
     ):
         self.spec, self.tracker = spec, tracker
         self.budget = budget  # the study's trial budget when this worker shares it with others
-        self.train_fn = train_fn or train_with_training_loop
+        self.train_fn = train_fn or train  # training.loop.train unless a test or benchmark passes one
         self.context = context or {}  # the resolved base's values, for `when:` on unsearched paths
         self.status = status  # where a trial's progress line goes (training.progress.ProgressLine's sink)
         self.last_overhead: dict[str, float] = {}

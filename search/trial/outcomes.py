@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from core.typed_config import ConfigError, to_dict
+from core.typed_config import ConfigError, from_dict, to_dict
 from models import validate as validate_model
 from search.spec.objectives import (
     DECODE_CONSTRAINT_KEY,
@@ -27,7 +27,7 @@ from search.spec.parse import StudySpec
 from search.spec.space import violated_constraints
 from search.study.devices import gpu_share
 from search.trial.reporting import PruneTrial
-from training.config import TrainConfig, load_train_config
+from training.config import TrainConfig
 from training.cuda_faults import is_sticky_cuda_error
 from training.errors import NonFiniteLossError
 
@@ -39,7 +39,7 @@ def resolve_config(trial: optuna.Trial, spec: StudySpec, data: dict[str, Any]) -
     """The trial's TrainConfig from its config dict; an impossible point raises PruneTrial (checked by
     TrainConfig's own types, the spec's constraints, then the model family's rules, each once)."""
     try:
-        config = load_train_config(data)
+        config = from_dict(TrainConfig, data)  # `data` is this trial's own dict: no copy needed
     except ConfigError as exc:
         raise infeasible(trial, "invalid_config", str(exc)) from None
     resolved = to_dict(config)

@@ -242,7 +242,7 @@ def test_each_trial_builds_and_checks_its_config_once(fake_study, fake_training,
         return wrapper
 
     monkeypatch.setattr(space, "base_config_dict", counted("base", space.base_config_dict))
-    monkeypatch.setattr(outcomes, "load_train_config", counted("load", outcomes.load_train_config))
+    monkeypatch.setattr(outcomes, "from_dict", counted("load", outcomes.from_dict))
     fake = fake_training()
     spec = load_spec(fake_study)
     prepare_study(spec, None)
