@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from benchmarks.hand_tuning import course_params, hand_tuning_trials
@@ -306,6 +307,7 @@ def run_course_best(plan: Plan) -> dict[str, Any]:
         "best_config": config,
         "best_checkpoint": result["best_checkpoint"],
         "curve": [[result["epochs"], result["best_val_avg"]]],
+        "diverged_at_epoch": result.get("diverged_at_epoch"),  # the course's config can diverge in bf16
     }
 
 
@@ -327,8 +329,6 @@ def _load(config: dict[str, Any]):
 def train_once(plan: Plan, arm: str, tag: str, config: dict[str, Any], *, seed: int, test: bool) -> dict:
     """Train `config` with `seed` into runs/bench-search/<arm>/<tag>-seed<seed>, scoring the best
     checkpoint on the test split when `test`. Reuses the stored result of an identical earlier run."""
-    from training.loop import train
-
     config = json.loads(json.dumps(config))
     config["trainer"]["seed"] = seed
     digest = run_key(plan, config)
@@ -336,23 +336,47 @@ def train_once(plan: Plan, arm: str, tag: str, config: dict[str, Any], *, seed: 
     stored = out / "bench_result.json"
     if stored.exists():
         previous = json.loads(stored.read_text())
-        if previous.get("config_sha") == digest and (previous.get("test_avg") is not None or not test):
+        # a run that diverged before its first validation has no checkpoint to score
+        scored = previous.get("test_avg") is not None or previous.get("best_checkpoint") is None
+        if previous.get("config_sha") == digest and (scored or not test):
             return previous
     print(f"[{arm}] training {tag} with seed {seed}", flush=True)
     start = time.perf_counter()
-    result = train(_load(config), out)
-    wall = time.perf_counter() - start
+    best, best_val, epochs, diverged_at = _train_to_the_end_or_divergence(config, out)
     record = {
         "config_sha": digest,
         "seed": seed,
-        "best_val_avg": result.best_metrics.get("val/avg_score"),
-        "epochs": len(result.history),
-        "wall_s": round(wall, 1),
-        "best_checkpoint": str(result.best_checkpoint),
-        "test_avg": score_test(plan, result.best_checkpoint) if test else None,
+        "best_val_avg": best_val,
+        "epochs": epochs,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "best_checkpoint": None if best is None else str(best),
+        "test_avg": score_test(plan, best) if test and best is not None else None,
+        "diverged_at_epoch": diverged_at,
     }
+    out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _train_to_the_end_or_divergence(config: dict[str, Any], out: Path) -> tuple[Path | None, Any, int, Any]:
+    """(best.pt, its val avg, epochs consumed, the epoch the loss became NaN or None). A run that diverges
+    counts as what it reached: the best.pt it wrote before, the epochs it spent (the diverging one too).
+    The course's own config diverged at epoch 5 in bf16 on an AVX512-BF16 CPU: a reference line to draw,
+    not a reason to stop the benchmark."""
+    from training.errors import NonFiniteLossError
+    from training.loop import train
+
+    started = time.time()
+    try:
+        result = train(_load(config), out)
+    except NonFiniteLossError as exc:
+        print(f"{out.name} diverged: {exc}", flush=True)
+        best = out / "best.pt"
+        if not best.is_file() or best.stat().st_mtime < started:  # an older best.pt is another run's
+            return None, None, exc.epoch, exc.epoch
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        return best, state["metrics"].get("val/avg_score"), exc.epoch, exc.epoch
+    return result.best_checkpoint, result.best_metrics.get("val/avg_score"), len(result.history), None
 
 
 def score_test(plan: Plan, checkpoint: Path) -> float:
@@ -393,7 +417,8 @@ def test_runs(plan: Plan, arm: str, runs: list[dict[str, Any]]) -> list[dict[str
         tag = f"retrain{_seed_suffix(run['search_seed'])}"
         result = train_once(plan, arm, tag, run["best_config"], seed=seed, test=True)
         out.append({"search_seed": run["search_seed"], "test_seed": seed, "test_avg": result["test_avg"],
-                    "val_avg": result["best_val_avg"], "wall_s": result["wall_s"]})  # fmt: skip
+                    "val_avg": result["best_val_avg"], "wall_s": result["wall_s"],
+                    "diverged_at_epoch": result.get("diverged_at_epoch")})  # fmt: skip
     return out
 
 

@@ -28,7 +28,8 @@ COLOURS = {
     "course_best": "#7f7f7f",
 }
 RUN_FIELDS = ("search_seed", "best_val_avg", "epochs_consumed", "epochs_to_best", "wall_s", "trials",
-              "pruned", "failed", "best_trial", "selected_run_test_avg", "curve")  # fmt: skip
+              "pruned", "failed", "best_trial", "selected_run_test_avg", "curve",
+              "diverged_at_epoch")  # fmt: skip
 
 
 def machine() -> str:

@@ -95,3 +95,37 @@ def test_a_full_run_continues_from_its_committed_journals(tmp_path, monkeypatch)
     quick = search_arms.Plan(load_spec("smoke"), 2, tmp_path / "quick", tmp_path / "out", True)
     search_arms._continue_committed(quick, search_arms.journal(quick, "random", 11))
     assert not (tmp_path / "quick").exists()
+
+
+def _diverging_after(validated_epochs: int):
+    """training.loop.train's stand-in: `validated_epochs` epochs (best.pt at the last), then a NaN loss."""
+    import torch
+
+    from training.errors import NonFiniteLossError
+
+    def train(config, out_dir):
+        if validated_epochs:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"epoch": validated_epochs, "metrics": {"val/avg_score": 12.5}}, out_dir / "best.pt")
+        raise NonFiniteLossError(validated_epochs + 1, 112, float("nan"))
+
+    return train
+
+
+@pytest.mark.parametrize("validated_epochs", [4, 0])
+def test_a_run_whose_loss_turns_nan_counts_as_what_it_reached(plan, monkeypatch, validated_epochs):
+    """The course's config diverged in bf16 at epoch 5: the bench records that run (its best.pt from before,
+    the epochs it spent) instead of stopping, and does not train it again on the next call."""
+    config = {"trainer": {"seed": 0, "epochs": 8}, "optim": {"lr": 4e-4}}
+    monkeypatch.setattr("training.loop.train", _diverging_after(validated_epochs))
+    scored = []
+    monkeypatch.setattr(search_arms, "score_test", lambda plan, path: scored.append(path) or 9.5)
+    record = search_arms.train_once(plan, "course_best", "retrain", config, seed=1, test=True)
+    assert record["diverged_at_epoch"] == validated_epochs + 1 and record["epochs"] == validated_epochs + 1
+    if validated_epochs:
+        assert record["best_val_avg"] == 12.5 and record["test_avg"] == 9.5
+        assert scored == [plan.work / "course_best" / "retrain-seed1" / "best.pt"]
+    else:  # nothing was validated: nothing to score, and no stale best.pt taken for this run's
+        assert record["best_val_avg"] is None and record["test_avg"] is None and not scored
+    monkeypatch.setattr("training.loop.train", _no_training)
+    assert search_arms.train_once(plan, "course_best", "retrain", config, seed=1, test=True) == record
