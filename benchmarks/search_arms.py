@@ -30,6 +30,7 @@ and .html (benchmarks/search_results.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -80,6 +81,7 @@ class Plan:
     test_limit: int | None = None
     search_seeds: tuple[int, ...] = SEARCH_SEEDS
     test_seeds: tuple[int, ...] = TEST_SEEDS
+    train_fn: Any = None  # training.loop.train's signature; None: the real loop (tests pass their own)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -266,7 +268,8 @@ def run_study(plan: Plan, arm: str, seed: int | None) -> dict[str, Any]:
         tracker = StudyTracker(spec.name, study.user_attrs.get(PARENT_ATTR))
         status = "KILLED"
         try:
-            runner.run_worker(spec, spec.budget.n_trials, storage, callbacks=[say_progress])
+            runner.run_worker(spec, spec.budget.n_trials, storage, callbacks=[say_progress],
+                              train_fn=plan.train_fn)
             status = "FINISHED"
         finally:
             tracker.finish_parent(status)
@@ -342,7 +345,7 @@ def train_once(plan: Plan, arm: str, tag: str, config: dict[str, Any], *, seed: 
             return previous
     print(f"[{arm}] training {tag} with seed {seed}", flush=True)
     start = time.perf_counter()
-    best, best_val, epochs, diverged_at = _train_to_the_end_or_divergence(config, out)
+    best, best_val, epochs, diverged_at = _train_to_the_end_or_divergence(plan, config, out)
     record = {
         "config_sha": digest,
         "seed": seed,
@@ -358,7 +361,7 @@ def train_once(plan: Plan, arm: str, tag: str, config: dict[str, Any], *, seed: 
     return record
 
 
-def _train_to_the_end_or_divergence(config: dict[str, Any], out: Path) -> tuple[Path | None, Any, int, Any]:
+def _train_to_the_end_or_divergence(plan: Plan, config: dict[str, Any], out: Path) -> tuple[Any, ...]:
     """(best.pt, its val avg, epochs consumed, the epoch the loss became NaN or None). A run that diverges
     counts as what it reached: the best.pt it wrote before, the epochs it spent (the diverging one too).
     The course's own config diverged at epoch 5 in bf16 on an AVX512-BF16 CPU: a reference line to draw,
@@ -368,7 +371,7 @@ def _train_to_the_end_or_divergence(config: dict[str, Any], out: Path) -> tuple[
 
     started = time.time()
     try:
-        result = train(_load(config), out)
+        result = (plan.train_fn or train)(_load(config), out)
     except NonFiniteLossError as exc:
         print(f"{out.name} diverged: {exc}", flush=True)
         best = out / "best.pt"
@@ -481,7 +484,8 @@ def run(plan: Plan, arms: tuple[str, ...] = STRATEGIES) -> dict[str, dict[str, A
     return {arm: run_arm(plan, arm) for arm in STRATEGIES if arm in arms}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], train_fn: Any = None) -> int:
+    """`train_fn`: training.loop.train's stand-in for every trial and retrain (tests)."""
     from benchmarks.search_results import write_results
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks search", description=__doc__.split("\n")[0])
@@ -507,7 +511,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    plan = make_plan(args)
+    plan = dataclasses.replace(make_plan(args), train_fn=train_fn)
     if args.render:
         from benchmarks.search_results import RESULTS_DOC, render
 

@@ -3,6 +3,7 @@ and code: a result from older code or other data is trained or scored again, nev
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -40,7 +41,7 @@ def _no_training(*args, **kwargs):
 def test_a_stored_run_is_reused_only_for_the_same_config_data_and_code(plan, monkeypatch, changed):
     config = {"trainer": {"seed": 0, "epochs": 3}, "optim": {"lr": 1e-3}}
     _store(plan, config, seed=1)
-    monkeypatch.setattr("training.loop.train", _no_training)
+    plan = dataclasses.replace(plan, train_fn=_no_training)
     if changed == "source_hash":
         monkeypatch.setattr(search_arms, "source_hash", lambda: "code-v2")
     elif changed == "dataset_hash":
@@ -117,7 +118,7 @@ def test_a_run_whose_loss_turns_nan_counts_as_what_it_reached(plan, monkeypatch,
     """The course's config diverged in bf16 at epoch 5: the bench records that run (its best.pt from before,
     the epochs it spent) instead of stopping, and does not train it again on the next call."""
     config = {"trainer": {"seed": 0, "epochs": 8}, "optim": {"lr": 4e-4}}
-    monkeypatch.setattr("training.loop.train", _diverging_after(validated_epochs))
+    plan = dataclasses.replace(plan, train_fn=_diverging_after(validated_epochs))
     scored = []
     monkeypatch.setattr(search_arms, "score_test", lambda plan, path: scored.append(path) or 9.5)
     record = search_arms.train_once(plan, "course_best", "retrain", config, seed=1, test=True)
@@ -127,5 +128,5 @@ def test_a_run_whose_loss_turns_nan_counts_as_what_it_reached(plan, monkeypatch,
         assert scored == [plan.work / "course_best" / "retrain-seed1" / "best.pt"]
     else:  # nothing was validated: nothing to score, and no stale best.pt taken for this run's
         assert record["best_val_avg"] is None and record["test_avg"] is None and not scored
-    monkeypatch.setattr("training.loop.train", _no_training)
+    plan = dataclasses.replace(plan, train_fn=_no_training)
     assert search_arms.train_once(plan, "course_best", "retrain", config, seed=1, test=True) == record

@@ -108,15 +108,13 @@ def test_the_random_arm_samples_without_pruning_and_the_default_arm_prunes(quick
     assert hand.pruner.name == "none" and len(hand.enqueue) == hand.budget.n_trials == 5
 
 
-def test_a_second_run_resumes_without_training_again(quick_run, monkeypatch):
+def test_a_second_run_resumes_without_training_again(quick_run):
     home, out, first = quick_run
-    import training.loop
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished benchmark trained again")
 
-    monkeypatch.setattr(training.loop, "train", no_training)
-    assert search_arms.main(["--quick", "--out", str(out)]) == 0
+    assert search_arms.main(["--quick", "--out", str(out)], train_fn=no_training) == 0
     again = json.loads((out / "search_results.json").read_text())
     for name, s in first["strategies"].items():
         assert again["strategies"][name]["test_avg_seeds"] == s["test_avg_seeds"]
@@ -235,13 +233,11 @@ def test_copied_startup_trials_carry_the_rung_values_later_trials_are_cut_agains
     assert cut_at_epoch_3(29.0) and not cut_at_epoch_3(40.0)
 
 
-def test_render_writes_the_html_again_from_the_json_alone(quick_run, monkeypatch):
+def test_render_writes_the_html_again_from_the_json_alone(quick_run):
     home, out, results = quick_run
     (out / "search_results.html").unlink()
-    import training.loop
-
-    monkeypatch.setattr(training.loop, "train", lambda *a, **k: pytest.fail("--render trained"))
-    assert search_arms.main(["--quick", "--out", str(out), "--render"]) == 0
+    no_training = lambda *a, **k: pytest.fail("--render trained")  # noqa: E731
+    assert search_arms.main(["--quick", "--out", str(out), "--render"], train_fn=no_training) == 0
     html = (out / "search_results.html").read_text()
     assert all(name in html for name in search_arms.STRATEGIES) and results["code_version"] in html
     assert len(html) < 200_000, "plotly.js is loaded from its CDN, not inlined"
