@@ -61,7 +61,7 @@ def cmd_storage_proxy(args: argparse.Namespace) -> int:
 
     # create_storage puts Optuna's trial cache in front of the database, as Optuna's docs ask for a proxy
     storage = create_storage("storage-proxy", args.storage)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    _stop_on_ctrl_c_and_sigterm()
     where = f"grpc://{args.host}:{args.port}"
     print(f"storage proxy for {describe_storage('', args.storage)} on {where}: workers join with "
           f"--storage {where} (STORAGE={where}); Ctrl-C stops it", flush=True)  # fmt: skip
@@ -98,6 +98,15 @@ def serve(cmd: list[str], env: dict[str, str] | None = None) -> int:
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _stop_on_ctrl_c_and_sigterm() -> None:
+    """Ctrl-C and SIGTERM end the server as KeyboardInterrupt whatever the launcher left: a process started
+    with SIGINT ignored (by its parent, or as a background job) keeps ignoring it. Under the full test suite
+    a proxy sat out the test's Ctrl-C, its main thread still in the serving loop (a faulthandler dump)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _print_study_links(port: int) -> None:
