@@ -375,7 +375,8 @@ def _train_to_the_end_or_divergence(plan: Plan, config: dict[str, Any], out: Pat
     except NonFiniteLossError as exc:
         print(f"{out.name} diverged: {exc}", flush=True)
         best = out / "best.pt"
-        if not best.is_file() or best.stat().st_mtime < started:  # an older best.pt is another run's
+        # an older best.pt is another run's (a second's slack: file times are coarser than time.time())
+        if not best.is_file() or best.stat().st_mtime < started - 1.0:
             return None, None, exc.epoch, exc.epoch
         state = torch.load(best, map_location="cpu", weights_only=False)
         return best, state["metrics"].get("val/avg_score"), exc.epoch, exc.epoch

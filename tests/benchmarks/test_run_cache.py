@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 
 import pytest
 
@@ -121,11 +123,16 @@ def test_a_run_whose_loss_turns_nan_counts_as_what_it_reached(plan, monkeypatch,
     plan = dataclasses.replace(plan, train_fn=_diverging_after(validated_epochs))
     scored = []
     monkeypatch.setattr(search_arms, "score_test", lambda plan, path: scored.append(path) or 9.5)
+    out = plan.work / "course_best" / "retrain-seed1"
+    if not validated_epochs:  # an earlier run's best.pt in the same folder must not pass for this run's
+        out.mkdir(parents=True)
+        (out / "best.pt").write_bytes(b"an older run's weights")
+        os.utime(out / "best.pt", (time.time() - 3600, time.time() - 3600))
     record = search_arms.train_once(plan, "course_best", "retrain", config, seed=1, test=True)
     assert record["diverged_at_epoch"] == validated_epochs + 1 and record["epochs"] == validated_epochs + 1
     if validated_epochs:
         assert record["best_val_avg"] == 12.5 and record["test_avg"] == 9.5
-        assert scored == [plan.work / "course_best" / "retrain-seed1" / "best.pt"]
+        assert scored == [out / "best.pt"]
     else:  # nothing was validated: nothing to score, and no stale best.pt taken for this run's
         assert record["best_val_avg"] is None and record["test_avg"] is None and not scored
     plan = dataclasses.replace(plan, train_fn=_no_training)
