@@ -76,20 +76,16 @@ class TrialObjective:
             if impossible is not None:
                 raise impossible
             optuna_s = time.perf_counter() - start
-            try:
-                value = self._train(trial, config, run)
-            except KeyboardInterrupt:
-                trial.set_user_attr("reason", INTERRUPTED)  # runner.requeue_interrupted enqueues it again
-                self.interrupted.append(trial.number)
-                raise
+            callbacks, report = self._callbacks(trial, config, run)
+            with self._ends_recorded(trial):
+                last_epoch = lambda: report.last_epoch  # noqa: E731
+                result = train_with_oom_retry(self.train_fn, trial, config, callbacks, last_epoch, run)
+            value = record_result(trial, self.spec, result, run)
             if run is not None:
                 complete_trial_run(run, self.spec.objective.metrics, value)
         if run is not None:
-            self.last_overhead = {
-                "mlflow_s": run.seconds,
-                "optuna_s": optuna_s,
-                "trial_s": time.perf_counter() - start,
-            }
+            seconds = {"mlflow_s": run.seconds, "optuna_s": optuna_s, "trial_s": time.perf_counter() - start}
+            self.last_overhead = seconds
         return value
 
     def _trial_run(self, trial: optuna.Trial, params: dict[str, Any], config: dict[str, Any]):
@@ -97,16 +93,26 @@ class TrialObjective:
             return contextlib.nullcontext(None)
         return self.tracker.trial_run(trial, params, config)
 
-    def _train(self, trial: optuna.Trial, config: Any, run: Any) -> float | list[float]:
+    def _callbacks(self, trial: optuna.Trial, config: Any, run: Any) -> tuple[list[Any], ReportCallback]:
         objective, total = self.spec.objective, self.spec.budget.total_epochs
         budget = None if total is None else (total, config.trainer.epochs)
         report = ReportCallback(trial, objective.metric, report=not objective.multi, budget=budget, run=run)
         callbacks = [c for c in (run, report) if c is not None]
         if self.status is not None:
             callbacks.append(ProgressLine(self.status, prefix=f"trial {trial.number}: "))
+        return callbacks, report
+
+    @contextlib.contextmanager
+    def _ends_recorded(self, trial: optuna.Trial):
+        """How a training that stopped short ends its trial: Ctrl-C leaves it to be run again, NaN loss and
+        a second out-of-memory prune it, anything else fails it (and one that left the GPU unusable stops
+        this worker)."""
         try:
-            last_epoch = lambda: report.last_epoch  # noqa: E731
-            result = train_with_oom_retry(self.train_fn, trial, config, callbacks, last_epoch, run)
+            yield
+        except KeyboardInterrupt:
+            trial.set_user_attr("reason", INTERRUPTED)  # runner.requeue_interrupted enqueues it again
+            self.interrupted.append(trial.number)
+            raise
         except Exception as exc:
             if is_sticky_cuda_error(exc):
                 self.fatal = exc
@@ -114,7 +120,6 @@ class TrialObjective:
             if failure is exc:
                 raise
             raise failure from None
-        return record_result(trial, self.spec, result, run)
 
 
 def drop_resume_point(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -23,7 +23,7 @@ from training.loop import train
 
 LR = 0.00123456789  # a value no default or other parameter has, so the tracer follows this one
 PACKAGES = tuple(str(REPO_ROOT / p) + "/" for p in ("core", "data_prep", "models", "training", "search"))
-MAX_HOPS = 13  # at 96d447b: 19 (a lazy-import shim, a per-optimizer builder, a decode of every number, ...)
+MAX_HOPS = 12  # at 96d447b: 19 (a lazy-import shim, a per-optimizer builder, a decode of every number, ...)
 
 
 class _Stop(Exception):
