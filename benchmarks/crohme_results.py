@@ -73,9 +73,12 @@ def seeded_config(trial: optuna.trial.FrozenTrial, seed: int, data_hash: str) ->
     return config, hashlib.sha256(json.dumps([config, data_hash], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_seed(key: str, trial: optuna.trial.FrozenTrial, seed: int, data_hash: str, known: list[dict]) -> dict:
-    """One seed of one config, trained and scored on test; a finished run (here, or recorded in the
-    committed results on another machine) with the same config and data is reused."""
+def run_seed(
+    key: str, trial: optuna.trial.FrozenTrial, seed: int, data_hash: str, known: list[dict], train_fn=None
+) -> dict:
+    """One seed of one config, trained (by `train_fn`, training.loop.train unless a test passes its own)
+    and scored on test; a finished run (here, or recorded in the committed results on another machine)
+    with the same config and data is reused."""
     from training.config import load_train_config
     from training.loop import train
 
@@ -87,7 +90,7 @@ def run_seed(key: str, trial: optuna.trial.FrozenTrial, seed: int, data_hash: st
             return {**previous, "trial": trial.number}
     print(f"[crohme] training {key} (trial {trial.number}) with seed {seed} into {out}", flush=True)
     start = time.perf_counter()
-    result = train(load_train_config(config), out)
+    result = (train_fn or train)(load_train_config(config), out)
     wall = round(time.perf_counter() - start, 1)
     # the code and CPU ride with each run: a results file mixes runs reused from other sessions
     record = {"config_sha": sha, "seed": seed, "trial": trial.number, "run": str(out),

@@ -23,9 +23,8 @@ def test_both_modes_train_the_same_config_and_seeds_and_a_rerun_keeps_finished_r
         return SimpleNamespace(best_metrics={"val/avg_score": val}, history=history)
 
     recorded = {}
-    monkeypatch.setattr(precision_accuracy, "train", fake_train)
     monkeypatch.setattr(precision_accuracy, "record", recorded.update)
-    assert precision_accuracy.main([]) == 0
+    assert precision_accuracy.main([], train_fn=fake_train) == 0
     assert sorted(trained, key=str) == sorted([(False, 1, 8, 256), (False, 2, 8, 256), ("auto", 1, 8, 256),
                                                ("auto", 2, 8, 256)], key=str)
     assert recorded["fast_vs_fp32_val_avg_delta"] == 0.5
@@ -33,7 +32,7 @@ def test_both_modes_train_the_same_config_and_seeds_and_a_rerun_keeps_finished_r
     assert len(recorded["precision_runs"]) == 4
 
     trained.clear()
-    assert precision_accuracy.main([]) == 0
+    assert precision_accuracy.main([], train_fn=fake_train) == 0
     assert trained == [], "finished runs are read back, not trained again"
     kept = json.loads((isolated_home / "runs" / "precision-accuracy" / "fast-seed2.json").read_text())
     assert kept["val_avg"] == 62.5 and kept["mode"] == "fast"
