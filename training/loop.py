@@ -12,9 +12,11 @@ after the last) the validation split is scored (training.evaluate); the epoch be
 (default val/avg_score, max) is kept in `best.pt`, the resume point in `last.pt` (training.run_state).
 
 Per-epoch metrics (history rows, callbacks, MLflow): `epoch`, `train/loss`, `lr`, `images_per_s`
-(training images per second, loader included), `gpu_peak_mem_mb`, `epoch_time_s` (validation included)
-and, on validated epochs, `val/loss`, `val/bleu4`, `val/exact_match`, `val/exprate_le1`, `val/exprate_le2`,
-`val/edit_score`, `val/avg_score`, `val/token_accuracy`. Training ends by timing best.pt's decoding.
+(training images per second, loader included), `gpu_peak_mem_mb`, `epoch_time_s` (validation included),
+`train/skipped_steps` (optimizer steps skipped for non-finite gradients; only where they are checked, on
+the CPU in bf16/fp32: training.precision) and, on validated epochs, `val/loss`, `val/bleu4`,
+`val/exact_match`, `val/exprate_le1`, `val/exprate_le2`, `val/edit_score`, `val/avg_score`,
+`val/token_accuracy`. Training ends by timing best.pt's decoding.
 """
 
 from __future__ import annotations
@@ -208,6 +210,7 @@ class _Run:
         # the rate this epoch starts at: the schedule may step before the epoch's metrics are read
         epoch_lr = self._lr()
         meter, steps = LossMeter(self.device), len(self.train_loader)
+        scaler, skipped_before = self.step.scaler, self.step.scaler.skipped
         images, start = 0, time.perf_counter()
         iterator = iter(self.train_loader)
         try:
@@ -215,6 +218,7 @@ class _Run:
                 if len(batch) == 1 and self._lone_image_untrainable(batch):
                     continue
                 loss = train_step(self.model, batch, self.optimizer, self.step)
+                scaler.raise_if_diverged(epoch, step)
                 self.schedule.step_batch()
                 images += len(batch)
                 read = meter.add(loss, epoch, step, last_step=step == steps)
@@ -230,13 +234,20 @@ class _Run:
             bar.close()
         elapsed = time.perf_counter() - start
         meter.flush(epoch, steps)  # when the epoch's last batch was a skipped lone image
-        return {
+        metrics = {
             "epoch": epoch,
             "train/loss": meter.mean,
             "lr": epoch_lr,
             "images_per_s": images / max(1e-9, elapsed),
             "gpu_peak_mem_mb": peak_memory_mb(self.device),
         }
+        if scaler.checks_gradients:  # elsewhere nothing is counted, and a 0 would claim none were skipped
+            metrics["train/skipped_steps"] = skipped = scaler.skipped - skipped_before
+            if skipped:
+                logger.warning("epoch %d: skipped %d optimizer step(s) whose gradients were not finite "
+                               "(inf/NaN), the weights left as they were; if it recurs, lower optim.lr, "
+                               "enable trainer.grad_clip, or set trainer.amp: false", epoch, skipped)
+        return metrics
 
     def _reseed_augmentation(self, epoch: int) -> None:
         """Per-epoch seeds for the loader's worker seeds and the in-process augmenter, so a resumed run

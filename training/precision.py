@@ -17,11 +17,17 @@ convolutions inside it.
 
 `trainer.amp`: "auto" (the default) as above; true forces mixed precision (bf16 on a CPU even without the
 instructions); false is fp32 everywhere.
+
+A step whose gradients are not finite is skipped rather than taken: one overflowing batch (seen under CPU
+bf16 autocast: one conv layer's gradients at 1e33) would otherwise turn AdamW's moments, then every weight,
+into NaN. fp16's GradScaler does this itself; bf16 and fp32 check the gradient norm where reading it back
+is free, the CPU (on a GPU that read-back would stall every step).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -29,9 +35,15 @@ from pathlib import Path
 
 import torch
 
+from training.errors import NonFiniteGradientsError
+
 BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first CUDA generation with bf16 tensor cores
 FP16_MIN_CAPABILITY = (7, 0)  # Volta: fp16 tensor cores; older cards run fp16 slower than fp32
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# A skipped step leaves the weights as they were, so only the batch (and dropout) differs from one try to the
+# next: an outlier batch overflows once or twice, but 20 different batches in a row overflowing means the
+# weights themselves produce it, and skipping more steps cannot change them.
+MAX_SKIPPED_IN_A_ROW = 20
 
 
 @dataclass(frozen=True)
@@ -108,11 +120,16 @@ class StepScaler:
     """backward + gradient clipping + optimizer step, with fp16's dynamic loss scaling when the precision
     needs it: the loss is multiplied before backward so small gradients survive fp16, the gradients are
     unscaled *before* clipping (a clip on scaled gradients would cut by the wrong norm), and a step whose
-    gradients overflowed is skipped while the scale shrinks. For bf16 and fp32 it is a plain step."""
+    gradients overflowed is skipped while the scale shrinks. For bf16 and fp32 on the CPU a step whose
+    gradient norm is not finite is skipped too (counted in `skipped`); on other devices it is a plain step.
+    """
 
     def __init__(self, precision: Precision, device: torch.device):
         self.enabled = precision.scales_loss
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.enabled)
+        self.checks_gradients = not self.enabled and device.type == "cpu"
+        # not in the checkpoint: a resumed run counts afresh, which at worst allows one more run of skips
+        self.skipped, self.skipped_in_a_row = 0, 0
 
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
@@ -122,12 +139,32 @@ class StepScaler:
     ) -> None:
         """Clip and step (GradScaler.step skips the step itself when the unscaled gradients are not finite,
         and update() then halves the scale). That check is read back to the host: fp16's one sync a step
-        (fused optimizers would avoid it; bf16, the path of every GPU since Ampere, has none)."""
+        (fused optimizers would avoid it; bf16, the path of every GPU since Ampere, has none).
+
+        bf16/fp32 on the CPU, where the read-back is free: the global gradient norm (computed even when
+        `clip` is 0) is checked and a non-finite one skips the step. On a GPU they do not check: a sync
+        every step would stall it, and bf16 there has not shown the overflow; nor is the norm computed
+        when clipping is off."""
+        if self.checks_gradients:
+            # max_norm=inf: the norm alone, the gradients unchanged (get_total_norm is not in torch 2.5)
+            norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+            if not math.isfinite(norm.item()):
+                self.skipped += 1
+                self.skipped_in_a_row += 1
+                return
+            self.skipped_in_a_row = 0
+            optimizer.step()
+            return
         if clip > 0:
             self.scaler.unscale_(optimizer)  # a no-op when disabled
             torch.nn.utils.clip_grad_norm_(params, clip)
         self.scaler.step(optimizer)  # a plain optimizer.step() when disabled
         self.scaler.update()
+
+    def raise_if_diverged(self, epoch: int, step: int) -> None:
+        """Raises NonFiniteGradientsError once MAX_SKIPPED_IN_A_ROW steps in a row have been skipped."""
+        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            raise NonFiniteGradientsError(epoch, step, self.skipped_in_a_row)
 
     def state_dict(self) -> dict:
         return self.scaler.state_dict() if self.enabled else {}
@@ -137,4 +174,7 @@ class StepScaler:
             self.scaler.load_state_dict(state)
 
 
-__all__ = ["BF16_MIN_CAPABILITY", "Precision", "StepScaler", "choose_precision", "cpu_native_bf16"]
+__all__ = [
+    "BF16_MIN_CAPABILITY", "MAX_SKIPPED_IN_A_ROW", "Precision", "StepScaler", "choose_precision",
+    "cpu_native_bf16",
+]

@@ -6,7 +6,10 @@
 Everything the host decides (micro-batch bounds, target trimming, token counts, the mixup draw) is
 computed from the batch while it is still on the CPU, so the step queues its kernels and returns: a GPU
 never idles while Python reads a number back. `LossMeter` reads the summed loss once per interval; the
-non-finite check happens there (on the CPU the interval is one step, which costs nothing).
+non-finite check happens there (on the CPU the interval is one step, which costs nothing). Non-finite
+gradients under a finite loss are the scaler's (training.precision.StepScaler): on the CPU it skips such a
+step instead of letting it turn the optimizer's state into NaN, so one overflowing batch costs one step,
+not the run.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from training.errors import NonFiniteLossError
 from training.evaluate import EvalResult
 from training.loop import train
 
-EPOCH_KEYS = {"epoch", "train/loss", "lr", "images_per_s", "gpu_peak_mem_mb", "epoch_time_s"}
+EPOCH_KEYS = {"epoch", "train/loss", "lr", "images_per_s", "gpu_peak_mem_mb", "epoch_time_s",
+              "train/skipped_steps"}  # a CPU run: its gradients are checked (training.precision)
 VAL_KEYS = {f"val/{k}" for k in ("loss", "bleu4", "exact_match", "exprate_le1", "exprate_le2", "edit_score",
                                   "avg_score", "token_accuracy")}
 TIMING_KEYS = {"images_per_s", "epoch_time_s"}
