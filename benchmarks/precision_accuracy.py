@@ -8,8 +8,9 @@ benchmarks/results.json:
   within ±1 point);
 - `fast_vs_fp32_train_speedup`: mean training img/s (loader included, every epoch) fast / fp32;
 - `fast_mode`, and per run `precision_runs` (seed, mode, best val avg, img/s, wall seconds).
-Each finished run is kept in runs/precision-accuracy/<mode>-seed<k>.json with its config's hash, so a cut
-run resumes at the next run; both modes train the same number of epochs on the same data and seeds.
+Each finished run is kept in runs/precision-accuracy/<mode>-seed<k>.json with the hash of its config and
+of the code (a change to how a mode trains makes its runs stale), so a cut run resumes at the next run;
+both modes train the same number of epochs on the same data and seeds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.search_arms import source_hash
 from core.bench import record
 from core.paths import REPO_ROOT, runs_dir
 from core.typed_config import merge
@@ -43,7 +45,8 @@ def best_config() -> dict[str, Any]:
 def _run(mode: str, seed: int, base: dict[str, Any], train_fn=train) -> dict[str, Any]:
     data = merge(base, {"trainer": {"seed": seed, "amp": MODES[mode], "progress": False,
                                     "decode_speed_formulas": 0}})
-    sha = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    keyed = {"config": data, "code": source_hash()}
+    sha = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     done = runs_dir() / "precision-accuracy" / f"{mode}-seed{seed}.json"
     if done.exists():
         kept = json.loads(done.read_text())

@@ -77,10 +77,11 @@ class TrialObjective:
                 raise impossible
             optuna_s = time.perf_counter() - start
             callbacks, report = self._callbacks(trial, config, run)
-            with self._ends_recorded(trial):
-                last_epoch = lambda: report.last_epoch  # noqa: E731
-                result = train_with_oom_retry(self.train_fn, trial, config, callbacks, last_epoch, run)
-            value = record_result(trial, self.spec, result, run)
+            with self._requeued_on_interrupt(trial):  # recording a result or a failure included
+                with self._failure_recorded(trial):
+                    last_epoch = lambda: report.last_epoch  # noqa: E731
+                    result = train_with_oom_retry(self.train_fn, trial, config, callbacks, last_epoch, run)
+                value = record_result(trial, self.spec, result, run)
             if run is not None:
                 complete_trial_run(run, self.spec.objective.metrics, value)
         if run is not None:
@@ -103,16 +104,20 @@ class TrialObjective:
         return callbacks, report
 
     @contextlib.contextmanager
-    def _ends_recorded(self, trial: optuna.Trial):
-        """How a training that stopped short ends its trial: Ctrl-C leaves it to be run again, NaN loss and
-        a second out-of-memory prune it, anything else fails it (and one that left the GPU unusable stops
-        this worker)."""
+    def _requeued_on_interrupt(self, trial: optuna.Trial):
         try:
             yield
         except KeyboardInterrupt:
             trial.set_user_attr("reason", INTERRUPTED)  # runner.requeue_interrupted enqueues it again
             self.interrupted.append(trial.number)
             raise
+
+    @contextlib.contextmanager
+    def _failure_recorded(self, trial: optuna.Trial):
+        """A training that raised: NaN loss and a second out-of-memory prune the trial, anything else fails
+        it (and one that left the GPU unusable stops this worker)."""
+        try:
+            yield
         except Exception as exc:
             if is_sticky_cuda_error(exc):
                 self.fatal = exc

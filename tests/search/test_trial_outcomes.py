@@ -145,6 +145,24 @@ def test_a_trial_cut_by_ctrl_c_runs_again_when_the_study_resumes(fake_study, fak
     assert [t.user_attrs.get("requeued_from") for t in study.trials].count(1) == 1, "enqueued once"
 
 
+def test_a_ctrl_c_while_a_trained_trial_is_recorded_still_runs_it_again(fake_study, fake_training):
+    fake = fake_training()
+
+    class CutWhileRecorded:
+        @property
+        def best_metrics(self):  # read by record_result, after training: the Ctrl-C lands there
+            raise KeyboardInterrupt
+
+    def train_then_cut(config, out_dir, **kwargs):
+        fake(config, out_dir, **kwargs)  # the first trial (the baseline) trains all its epochs
+        return CutWhileRecorded()
+
+    assert main(["study", fake_study, "--trials", "3"], train_fn=train_then_cut) == 130
+    study = optuna.load_study(study_name=fake_study, storage=create_storage(fake_study))
+    cut = study.trials[0]
+    assert cut.state == TrialState.FAIL and cut.user_attrs["reason"] == "interrupted", cut.user_attrs
+
+
 def test_a_resumed_seeded_study_draws_new_params_not_the_same_stream_again(fake_study, fake_training):
     fake = fake_training()
     assert main(["study", fake_study, "--trials", "3"], train_fn=fake) == 0  # the baseline + 2 sampled

@@ -128,7 +128,8 @@ def test_a_run_survives_one_overflowing_step(overfit_data, tmp_path, monkeypatch
     NonFiniteLossError."""
     monkeypatch.setattr(loop_module, "build_model", _with_inf_gradients(loop_module.build_model, {1}))
     recorder = Recorder()
-    cfg = load_train_config(tiny_config(overfit_data, trainer={"epochs": 1, "decode_speed_formulas": 0}))
+    trainer = {"epochs": 1, "decode_speed_formulas": 0, "device": "cpu"}  # a GPU step is not checked
+    cfg = load_train_config(tiny_config(overfit_data, trainer=trainer))
     with caplog.at_level(logging.WARNING, logger=loop_module.__name__):
         result = train(cfg, tmp_path / "run", callbacks=[recorder])
     row = result.history[0]
@@ -144,6 +145,7 @@ def test_a_run_whose_gradients_stay_non_finite_ends_with_the_error(overfit_data,
     monkeypatch.setattr(precision_module, "MAX_SKIPPED_IN_A_ROW", 2)
     every_step = set(range(1, 100))
     monkeypatch.setattr(loop_module, "build_model", _with_inf_gradients(loop_module.build_model, every_step))
-    cfg = load_train_config(tiny_config(overfit_data, trainer={"epochs": 2, "decode_speed_formulas": 0}))
+    trainer = {"epochs": 2, "decode_speed_formulas": 0, "device": "cpu"}  # a GPU step is not checked
+    cfg = load_train_config(tiny_config(overfit_data, trainer=trainer))
     with pytest.raises(NonFiniteGradientsError, match="for 2 optimizer steps in a row, up to epoch 1"):
         train(cfg, tmp_path / "run")
